@@ -1,0 +1,69 @@
+/*
+ * db: the SQLite layer every program uses. Opens the database in WAL mode
+ * with a busy timeout, applies the schema migrations (migrate.h), caches
+ * prepared statements, and maps SQLite's errors to the few kinds callers
+ * branch on. Writes go through db_begin() (BEGIN IMMEDIATE), so a writer
+ * never has to upgrade a read snapshot (PLATFORM.md: SQLITE_BUSY_SNAPSHOT).
+ */
+#ifndef ETL_DB_H
+#define ETL_DB_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Result kinds. The API maps DB_BUSY to 503, DB_CONFLICT to 409, DB_NOTFOUND to 404. */
+enum db_rc {
+	DB_OK = 0,
+	DB_ERROR = -1,    /* anything else: logged where it happened */
+	DB_BUSY = -2,     /* locked past the busy timeout */
+	DB_FULL = -3,     /* disk or quota full */
+	DB_CONFLICT = -4, /* a constraint or an illegal state transition */
+	DB_NOTFOUND = -5,
+	DB_INVALID = -6,  /* the request names something that does not exist or is inactive */
+};
+
+struct db;
+
+/* Flags for db_open. */
+#define DB_OPEN_CREATE 0x1   /* create the file (and migrate) if it does not exist */
+#define DB_OPEN_NOMIGRATE 0x2 /* do not migrate (tools that only inspect) */
+
+/*
+ * Opens path, sets WAL, foreign keys, the busy timeout (ms) and migrates to
+ * the newest schema. Returns the handle, or NULL with a clear reason in err
+ * (unreadable, corrupt, newer schema than this program knows, disk full).
+ */
+struct db *db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen);
+/* Finalises cached statements and closes. db_close(NULL) is a no-op. */
+void db_close(struct db *db);
+sqlite3 *db_sqlite(struct db *db);
+
+/*
+ * Returns the cached prepared statement for sql (keyed by the pointer: pass
+ * string literals), reset and with bindings cleared; NULL on error (logged).
+ * The statement stays owned by db.
+ */
+sqlite3_stmt *db_stmt(struct db *db, const char *sql);
+
+/* Maps a sqlite3 result code to enum db_rc (SQLITE_OK/ROW/DONE -> DB_OK). */
+enum db_rc db_map(int sqlite_rc);
+
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK. begin and commit return enum db_rc;
+ * rollback is safe to call when no transaction is open. */
+enum db_rc db_begin(struct db *db);
+enum db_rc db_commit(struct db *db);
+void db_rollback(struct db *db);
+
+/* Runs a statement that returns no rows to completion; returns enum db_rc and resets it. */
+enum db_rc db_exec_stmt(struct db *db, sqlite3_stmt *st);
+
+/* Column helpers: a malloc'd copy of a text column, or NULL when SQL NULL. */
+char *db_col_strdup(sqlite3_stmt *st, int col);
+/* Binds text, or NULL when s is NULL. Returns the sqlite3 rc. */
+int db_bind_text(sqlite3_stmt *st, int idx, const char *s);
+
+/* A short description of the last error on db (for logs, never for clients). */
+const char *db_errmsg(struct db *db);
+
+#endif

@@ -1,0 +1,10 @@
+# Unit tests: tests/unit/test_NAME.c -> $(BUILD)/tests/test_NAME, each a
+# cmocka program linked with the shared library.
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) -lcmocka
+
+unit-tests: $(UNIT_BINS)
