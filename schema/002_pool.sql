@@ -15,6 +15,7 @@ ALTER TABLE jobs ADD COLUMN worker_id INTEGER;
 ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
 CREATE INDEX idx_jobs_fifo ON jobs (status, created_at, id);
+CREATE INDEX idx_jobs_created ON jobs (created_at, id);
 CREATE UNIQUE INDEX idx_jobs_idem ON jobs (created_by, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 

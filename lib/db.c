@@ -1,0 +1,237 @@
+/*
+ * db: opening, configuring and migrating the SQLite database, a small cache
+ * of prepared statements keyed by their SQL text's address, transactions
+ * that start as writers (BEGIN IMMEDIATE), and the mapping of SQLite errors
+ * to the few kinds the programs act on.
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "migrate.h"
+#include "util.h"
+
+#define DB_STMT_CACHE 64
+
+struct db {
+	sqlite3 *h;
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} cache[DB_STMT_CACHE];
+	int ncache;
+};
+
+enum db_rc
+db_map(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return DB_OK;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return DB_BUSY;
+	case SQLITE_FULL:
+		return DB_FULL;
+	case SQLITE_CONSTRAINT:
+		return DB_CONFLICT;
+	default:
+		return DB_ERROR;
+	}
+}
+
+static int
+exec_simple(sqlite3 *h, const char *sql)
+{
+	return sqlite3_exec(h, sql, NULL, NULL, NULL);
+}
+
+struct db *
+db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
+{
+	struct db *db = NULL;
+	sqlite3 *h = NULL;
+	struct stat sb;
+	int rc, oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+	sqlite3_stmt *st = NULL;
+
+	if (stat(path, &sb) == -1) {
+		if (errno != ENOENT || !(flags & DB_OPEN_CREATE)) {
+			snprintf(err, errlen, "database %s: %s", path, strerror(errno));
+			return NULL;
+		}
+		oflags |= SQLITE_OPEN_CREATE;
+	}
+	rc = sqlite3_open_v2(path, &h, oflags, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "database %s: cannot open: %s", path,
+		    h ? sqlite3_errmsg(h) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_extended_result_codes(h, 1);
+	sqlite3_busy_timeout(h, busy_ms);
+	/* A quick read proves the file is a database before anything writes. */
+	rc = sqlite3_prepare_v2(h, "SELECT count(*) FROM sqlite_master", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_ROW) {
+		snprintf(err, errlen, "database %s: unreadable (%s)", path, sqlite3_errmsg(h));
+		goto fail;
+	}
+	/* WAL: readers never block the writer. Switching needs a moment without
+	 * other connections' transactions; the busy timeout covers that. */
+	rc = sqlite3_prepare_v2(h, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		snprintf(err, errlen, "database %s: cannot set WAL mode (%s)", path, sqlite3_errmsg(h));
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (exec_simple(h, "PRAGMA foreign_keys=ON") != SQLITE_OK ||
+	    exec_simple(h, "PRAGMA synchronous=NORMAL") != SQLITE_OK) {
+		snprintf(err, errlen, "database %s: %s", path, sqlite3_errmsg(h));
+		goto fail;
+	}
+	if (!(flags & DB_OPEN_NOMIGRATE)) {
+		char merr[256];
+		if (migrate_apply(h, merr, sizeof(merr)) == -1) {
+			snprintf(err, errlen, "database %s: %s", path, merr);
+			goto fail;
+		}
+	} else {
+		int v = migrate_version(h);
+		if (v > migrate_latest()) {
+			snprintf(err, errlen, "database %s: schema version %d is newer than this program knows (%d)",
+			    path, v, migrate_latest());
+			goto fail;
+		}
+	}
+	db = xcalloc(1, sizeof(*db));
+	db->h = h;
+	return db;
+fail:
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return NULL;
+}
+
+void
+db_close(struct db *db)
+{
+	if (db == NULL)
+		return;
+	for (int i = 0; i < db->ncache; i++)
+		sqlite3_finalize(db->cache[i].st);
+	if (sqlite3_close(db->h) != SQLITE_OK)
+		log_warnx("db: close: %s", sqlite3_errmsg(db->h));
+	free(db);
+}
+
+sqlite3 *
+db_sqlite(struct db *db)
+{
+	return db->h;
+}
+
+sqlite3_stmt *
+db_stmt(struct db *db, const char *sql)
+{
+	sqlite3_stmt *st;
+
+	for (int i = 0; i < db->ncache; i++)
+		if (db->cache[i].sql == sql) {
+			st = db->cache[i].st;
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			return st;
+		}
+	if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+		log_warnx("db: prepare: %s", sqlite3_errmsg(db->h));
+		return NULL;
+	}
+	if (db->ncache < DB_STMT_CACHE) {
+		db->cache[db->ncache].sql = sql;
+		db->cache[db->ncache].st = st;
+		db->ncache++;
+	} else {
+		/* Every statement is a literal: more than the cache means a bug. */
+		fatalx("db: statement cache full");
+	}
+	return st;
+}
+
+enum db_rc
+db_begin(struct db *db)
+{
+	int rc = exec_simple(db->h, "BEGIN IMMEDIATE");
+	if (rc != SQLITE_OK && db_map(rc) != DB_BUSY)
+		log_warnx("db: begin: %s", sqlite3_errmsg(db->h));
+	return db_map(rc);
+}
+
+enum db_rc
+db_commit(struct db *db)
+{
+	int rc = exec_simple(db->h, "COMMIT");
+	if (rc != SQLITE_OK) {
+		log_warnx("db: commit: %s", sqlite3_errmsg(db->h));
+		db_rollback(db);
+	}
+	return db_map(rc);
+}
+
+void
+db_rollback(struct db *db)
+{
+	if (!sqlite3_get_autocommit(db->h))
+		exec_simple(db->h, "ROLLBACK");
+}
+
+enum db_rc
+db_exec_stmt(struct db *db, sqlite3_stmt *st)
+{
+	int rc;
+
+	(void)db;
+	do
+		rc = sqlite3_step(st);
+	while (rc == SQLITE_ROW);
+	sqlite3_reset(st);
+	return db_map(rc);
+}
+
+char *
+db_col_strdup(sqlite3_stmt *st, int col)
+{
+	const unsigned char *s = sqlite3_column_text(st, col);
+
+	if (s == NULL)
+		return NULL;
+	return xstrndup((const char *)s, (size_t)sqlite3_column_bytes(st, col));
+}
+
+int
+db_bind_text(sqlite3_stmt *st, int idx, const char *s)
+{
+	if (s == NULL)
+		return sqlite3_bind_null(st, idx);
+	return sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT);
+}
+
+const char *
+db_errmsg(struct db *db)
+{
+	return sqlite3_errmsg(db->h);
+}

@@ -1,0 +1,1036 @@
+/*
+ * jobq: the job queue's SQL. Every write is one BEGIN IMMEDIATE
+ * transaction that reads the clock inside it, so created_at order equals
+ * commit order across processes and FIFO by (created_at, id) holds. The
+ * acquire is a single UPDATE ... WHERE id = (SELECT ...) RETURNING, so no
+ * two workers can take the same job.
+ */
+#include "jobq.h"
+
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "js.h"
+#include "log.h"
+
+static const char *const status_names[JOB__MAX] = {
+	"pending", "running", "completed", "error", "cancelled",
+};
+
+const char *
+jobq_status_name(enum job_status s)
+{
+	return (s >= 0 && s < JOB__MAX) ? status_names[s] : "unknown";
+}
+
+int
+jobq_status_parse(const char *s, enum job_status *out)
+{
+	for (int i = 0; i < JOB__MAX; i++)
+		if (strcmp(s, status_names[i]) == 0) {
+			*out = (enum job_status)i;
+			return 0;
+		}
+	return -1;
+}
+
+int
+jobq_transition_ok(enum job_status from, enum job_status to)
+{
+	switch (from) {
+	case JOB_PENDING:
+		return to == JOB_RUNNING || to == JOB_CANCELLED;
+	case JOB_RUNNING:
+		return to == JOB_COMPLETED || to == JOB_ERROR || to == JOB_CANCELLED;
+	default:
+		return 0;
+	}
+}
+
+static void
+now_iso(char out[UTIL_ISO_LEN], int64_t *ms)
+{
+	int64_t t = util_now_ms();
+
+	if (ms)
+		*ms = t;
+	util_iso8601(t, out);
+}
+
+static int64_t
+col_time(sqlite3_stmt *st, int col)
+{
+	const char *s = (const char *)sqlite3_column_text(st, col);
+	return s ? util_parse_iso8601(s) : -1;
+}
+
+void
+jobq_job_clear(struct job *j)
+{
+	if (j == NULL)
+		return;
+	for (size_t i = 0; i < j->nsistemas; i++)
+		free(j->sistemas[i]);
+	free(j->sistemas);
+	free(j->params);
+	free(j->error_message);
+	free(j->created_by);
+	memset(j, 0, sizeof(*j));
+}
+
+#define JOB_COLS                                                              \
+	"id, status, sistemas, params, created_at, started_at, finished_at, " \
+	"worker_slot, worker_id, exit_code, error_message, created_by, cancel_requested"
+
+/* Fills j from a row of JOB_COLS starting at column 0. */
+static void
+job_from_row(sqlite3_stmt *st, struct job *j)
+{
+	const char *s;
+	struct json_object *arr;
+
+	memset(j, 0, sizeof(*j));
+	j->id = sqlite3_column_int64(st, 0);
+	s = (const char *)sqlite3_column_text(st, 1);
+	if (s == NULL || jobq_status_parse(s, &j->status) == -1)
+		j->status = JOB_ERROR;
+	s = (const char *)sqlite3_column_text(st, 2);
+	if (s && (arr = json_tokener_parse(s)) != NULL) {
+		if (json_object_is_type(arr, json_type_array)) {
+			size_t n = json_object_array_length(arr);
+			j->sistemas = xcalloc(n ? n : 1, sizeof(char *));
+			for (size_t i = 0; i < n; i++) {
+				struct json_object *v = json_object_array_get_idx(arr, i);
+				if (json_object_is_type(v, json_type_string))
+					j->sistemas[j->nsistemas++] = xstrdup(json_object_get_string(v));
+			}
+		}
+		json_object_put(arr);
+	}
+	s = (const char *)sqlite3_column_text(st, 3);
+	if (s) {
+		struct json_object *p = json_tokener_parse(s);
+		if (p && json_object_is_type(p, json_type_object))
+			j->params = xstrdup(s);
+		json_object_put(p);
+	}
+	j->created_ms = col_time(st, 4);
+	j->started_ms = col_time(st, 5);
+	j->finished_ms = col_time(st, 6);
+	j->worker_slot = sqlite3_column_type(st, 7) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 7);
+	j->worker_id = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 8);
+	j->has_exit_code = sqlite3_column_type(st, 9) != SQLITE_NULL;
+	j->exit_code = sqlite3_column_int(st, 9);
+	j->error_message = db_col_strdup(st, 10);
+	j->created_by = db_col_strdup(st, 11);
+	j->cancel_requested = sqlite3_column_int(st, 12);
+}
+
+struct json_object *
+jobq_job_json(const struct job *j)
+{
+	struct json_object *o = json_object_new_object(), *arr = json_object_new_array();
+	struct json_object *params = NULL;
+
+	json_object_object_add(o, "id", json_object_new_int64(j->id));
+	json_object_object_add(o, "status", json_object_new_string(jobq_status_name(j->status)));
+	for (size_t i = 0; i < j->nsistemas; i++)
+		json_object_array_add(arr, json_object_new_string(j->sistemas[i]));
+	json_object_object_add(o, "sistemas", arr);
+	if (j->params)
+		params = json_tokener_parse(j->params);
+	json_object_object_add(o, "params", params);
+	json_object_object_add(o, "created_at", js_time_or_null(j->created_ms));
+	json_object_object_add(o, "started_at", js_time_or_null(j->started_ms));
+	json_object_object_add(o, "finished_at", js_time_or_null(j->finished_ms));
+	if (j->started_ms >= 0 && j->finished_ms >= j->started_ms)
+		json_object_object_add(o, "duracao_segundos",
+		    json_object_new_double(round((double)(j->finished_ms - j->started_ms)) / 1000.0));
+	else
+		json_object_object_add(o, "duracao_segundos", NULL);
+	json_object_object_add(o, "worker_slot",
+	    j->worker_slot >= 0 ? json_object_new_int(j->worker_slot) : NULL);
+	json_object_object_add(o, "exit_code", j->has_exit_code ? json_object_new_int(j->exit_code) : NULL);
+	json_object_object_add(o, "error_message", js_str_or_null(j->error_message));
+	json_object_object_add(o, "created_by", js_str_or_null(j->created_by));
+	json_object_object_add(o, "cancel_requested", json_object_new_boolean(j->cancel_requested));
+	return o;
+}
+
+/* Runs st (bound by the caller) to completion inside the open transaction;
+ * on error rolls back. */
+static enum db_rc
+step_done(struct db *db, sqlite3_stmt *st)
+{
+	enum db_rc rc = db_exec_stmt(db, st);
+
+	if (rc != DB_OK && rc != DB_BUSY)
+		log_warnx("jobq: %s", db_errmsg(db));
+	return rc;
+}
+
+#define CHECK(expr)                      \
+	do {                             \
+		if ((rc = (expr)) != DB_OK) \
+			goto fail;       \
+	} while (0)
+#define STMT(var, sql)                         \
+	do {                                   \
+		if ((var = db_stmt(db, sql)) == NULL) { \
+			rc = DB_ERROR;         \
+			goto fail;             \
+		}                              \
+	} while (0)
+
+enum db_rc
+jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *params,
+    const char *created_by, const char *idem_key, int64_t *job_id, int *existed,
+    uint64_t *pending_mask, char bad[65])
+{
+	static const char q_idem[] =
+	    "SELECT id FROM jobs WHERE created_by = ? AND idempotency_key = ?";
+	static const char q_sist[] = "SELECT ativo FROM sistemas WHERE id = ?";
+	static const char q_ins[] =
+	    "INSERT INTO jobs (tipo, params, status, created_at, sistemas, created_by, idempotency_key) "
+	    "VALUES ('execucao', ?, 'pending', ?, ?, ?, ?)";
+	static const char q_js[] = "INSERT INTO job_sistemas (job_id, sistema_id) VALUES (?, ?)";
+	static const char q_pend[] =
+	    "UPDATE sistemas SET status = 'PENDING', progresso = 0, mensagem = NULL "
+	    "WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM job_sistemas js JOIN jobs j "
+	    "ON j.id = js.job_id WHERE js.sistema_id = ?1 AND j.status = 'running')";
+	sqlite3_stmt *st;
+	char now[UTIL_ISO_LEN];
+	enum db_rc rc;
+	char *arr = NULL;
+
+	*existed = 0;
+	*pending_mask = 0;
+	if (n == 0 || n > JOBQ_MAX_SISTEMAS)
+		return DB_INVALID;
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	if (idem_key) {
+		STMT(st, q_idem);
+		db_bind_text(st, 1, created_by);
+		db_bind_text(st, 2, idem_key);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW) {
+			*job_id = sqlite3_column_int64(st, 0);
+			*existed = 1;
+			sqlite3_reset(st);
+			db_rollback(db);
+			return DB_OK;
+		}
+		sqlite3_reset(st);
+		if (r != SQLITE_DONE) {
+			rc = db_map(r);
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		STMT(st, q_sist);
+		db_bind_text(st, 1, sistemas[i]);
+		int r = sqlite3_step(st), ativo = r == SQLITE_ROW && sqlite3_column_int(st, 0);
+		sqlite3_reset(st);
+		if (r != SQLITE_ROW && r != SQLITE_DONE) {
+			rc = db_map(r);
+			goto fail;
+		}
+		if (!ativo) {
+			snprintf(bad, 65, "%s", sistemas[i]);
+			rc = DB_INVALID;
+			goto fail;
+		}
+	}
+	struct json_object *a = json_object_new_array();
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(a, json_object_new_string(sistemas[i]));
+	arr = js_dump(a);
+	json_object_put(a);
+
+	now_iso(now, NULL);
+	STMT(st, q_ins);
+	db_bind_text(st, 1, params);
+	db_bind_text(st, 2, now);
+	db_bind_text(st, 3, arr);
+	db_bind_text(st, 4, created_by);
+	db_bind_text(st, 5, idem_key);
+	CHECK(step_done(db, st));
+	*job_id = sqlite3_last_insert_rowid(db_sqlite(db));
+	for (size_t i = 0; i < n; i++) {
+		STMT(st, q_js);
+		sqlite3_bind_int64(st, 1, *job_id);
+		db_bind_text(st, 2, sistemas[i]);
+		CHECK(step_done(db, st));
+		STMT(st, q_pend);
+		db_bind_text(st, 1, sistemas[i]);
+		CHECK(step_done(db, st));
+		if (sqlite3_changes(db_sqlite(db)) > 0)
+			*pending_mask |= (uint64_t)1 << i;
+	}
+	CHECK(db_commit(db));
+	free(arr);
+	return DB_OK;
+fail:
+	db_rollback(db);
+	free(arr);
+	return rc;
+}
+
+int
+jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, struct job *out)
+{
+	static const char q_acq[] =
+	    "WITH RECURSIVE slots(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM slots WHERE n + 1 < ?3) "
+	    "UPDATE jobs SET status = 'running', worker_id = ?1, started_at = ?2, locked_at = ?2, "
+	    "cancel_requested = 0, "
+	    "worker_slot = (SELECT min(n) FROM slots WHERE n NOT IN (SELECT worker_slot FROM jobs "
+	    "  WHERE status = 'running' AND worker_slot IS NOT NULL)) "
+	    "WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'pending' AND (?4 = 0 OR NOT EXISTS "
+	    "  (SELECT 1 FROM job_sistemas a JOIN job_sistemas b ON b.sistema_id = a.sistema_id "
+	    "   JOIN jobs r ON r.id = b.job_id AND r.status = 'running' WHERE a.job_id = j.id)) "
+	    "  ORDER BY j.created_at, j.id LIMIT 1) "
+	    "AND (SELECT count(*) FROM jobs WHERE status = 'running') < ?3 "
+	    "RETURNING " JOB_COLS;
+	static const char q_run[] =
+	    "UPDATE sistemas SET status = 'RUNNING', progresso = 0, mensagem = NULL "
+	    "WHERE id IN (SELECT sistema_id FROM job_sistemas WHERE job_id = ?)";
+	sqlite3_stmt *st;
+	char now[UTIL_ISO_LEN];
+	enum db_rc rc;
+	int r, got = 0;
+
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	now_iso(now, NULL);
+	STMT(st, q_acq);
+	sqlite3_bind_int64(st, 1, worker_id);
+	db_bind_text(st, 2, now);
+	sqlite3_bind_int(st, 3, max_slots);
+	sqlite3_bind_int(st, 4, exclusive);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		job_from_row(st, out);
+		got = 1;
+	}
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE) {
+		if (got)
+			jobq_job_clear(out);
+		rc = db_map(r);
+		if (rc != DB_BUSY)
+			log_warnx("jobq: acquire: %s", db_errmsg(db));
+		goto fail;
+	}
+	if (!got) {
+		db_rollback(db);
+		return 0;
+	}
+	STMT(st, q_run);
+	sqlite3_bind_int64(st, 1, out->id);
+	if ((rc = step_done(db, st)) != DB_OK || (rc = db_commit(db)) != DB_OK) {
+		jobq_job_clear(out);
+		goto fail;
+	}
+	return 1;
+fail:
+	db_rollback(db);
+	return rc;
+}
+
+enum db_rc
+jobq_renew(struct db *db, int64_t worker_id)
+{
+	static const char q_lease[] =
+	    "UPDATE jobs SET locked_at = ? WHERE worker_id = ? AND status = 'running'";
+	static const char q_beat[] = "UPDATE workers SET heartbeat_at = ? WHERE id = ?";
+	sqlite3_stmt *st;
+	char now[UTIL_ISO_LEN];
+	enum db_rc rc;
+
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	now_iso(now, NULL);
+	STMT(st, q_lease);
+	db_bind_text(st, 1, now);
+	sqlite3_bind_int64(st, 2, worker_id);
+	CHECK(step_done(db, st));
+	STMT(st, q_beat);
+	db_bind_text(st, 1, now);
+	sqlite3_bind_int64(st, 2, worker_id);
+	CHECK(step_done(db, st));
+	return db_commit(db);
+fail:
+	db_rollback(db);
+	return rc;
+}
+
+enum db_rc
+jobq_finish(struct db *db, int64_t job_id, enum job_status status, int has_exit, int exit_code,
+    const char *error_message, const struct sist_update *upd, size_t n, int64_t *finished_ms)
+{
+	static const char q_fin[] =
+	    "UPDATE jobs SET status = ?, finished_at = ?, exit_code = ?, error_message = ?, "
+	    "locked_at = NULL WHERE id = ? AND status = 'running'";
+	static const char q_sist[] =
+	    "UPDATE sistemas SET status = ?, progresso = ?, mensagem = ?, "
+	    "ultima_execucao = CASE WHEN ? THEN ? ELSE ultima_execucao END WHERE id = ?";
+	sqlite3_stmt *st;
+	char now[UTIL_ISO_LEN];
+	int64_t ms;
+	enum db_rc rc;
+
+	if (!jobq_transition_ok(JOB_RUNNING, status))
+		return DB_CONFLICT;
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	now_iso(now, &ms);
+	STMT(st, q_fin);
+	db_bind_text(st, 1, jobq_status_name(status));
+	db_bind_text(st, 2, now);
+	if (has_exit)
+		sqlite3_bind_int(st, 3, exit_code);
+	db_bind_text(st, 4, error_message);
+	sqlite3_bind_int64(st, 5, job_id);
+	CHECK(step_done(db, st));
+	if (sqlite3_changes(db_sqlite(db)) == 0) {
+		rc = DB_CONFLICT;
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		STMT(st, q_sist);
+		db_bind_text(st, 1, upd[i].status);
+		sqlite3_bind_int(st, 2, upd[i].progresso);
+		db_bind_text(st, 3, upd[i].mensagem);
+		sqlite3_bind_int(st, 4, upd[i].set_ultima);
+		db_bind_text(st, 5, now);
+		db_bind_text(st, 6, upd[i].id);
+		CHECK(step_done(db, st));
+	}
+	CHECK(db_commit(db));
+	if (finished_ms)
+		*finished_ms = ms;
+	return DB_OK;
+fail:
+	db_rollback(db);
+	return rc;
+}
+
+enum db_rc
+jobq_cancel(struct db *db, int64_t id, enum jobq_cancel_result *res, struct job *out)
+{
+	static const char q_status[] = "SELECT status FROM jobs WHERE id = ?";
+	static const char q_pend[] =
+	    "UPDATE jobs SET status = 'cancelled', finished_at = ?, error_message = 'cancelled' "
+	    "WHERE id = ? AND status = 'pending'";
+	/* Its sistemas that wait only for this job are idle again. */
+	static const char q_idle[] =
+	    "UPDATE sistemas SET status = 'IDLE', progresso = 0 WHERE status = 'PENDING' "
+	    "AND id IN (SELECT sistema_id FROM job_sistemas WHERE job_id = ?1) "
+	    "AND NOT EXISTS (SELECT 1 FROM job_sistemas js JOIN jobs j ON j.id = js.job_id "
+	    "  WHERE js.sistema_id = sistemas.id AND j.id <> ?1 AND j.status IN ('pending', 'running'))";
+	static const char q_req[] =
+	    "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'";
+	sqlite3_stmt *st;
+	char now[UTIL_ISO_LEN];
+	enum job_status s;
+	enum db_rc rc;
+	int r;
+
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	STMT(st, q_status);
+	sqlite3_bind_int64(st, 1, id);
+	r = sqlite3_step(st);
+	if (r == SQLITE_DONE) {
+		sqlite3_reset(st);
+		rc = DB_NOTFOUND;
+		goto fail;
+	}
+	if (r != SQLITE_ROW) {
+		sqlite3_reset(st);
+		rc = db_map(r);
+		goto fail;
+	}
+	if (jobq_status_parse((const char *)sqlite3_column_text(st, 0), &s) == -1)
+		s = JOB_ERROR;
+	sqlite3_reset(st);
+	if (s == JOB_PENDING) {
+		now_iso(now, NULL);
+		STMT(st, q_pend);
+		db_bind_text(st, 1, now);
+		sqlite3_bind_int64(st, 2, id);
+		CHECK(step_done(db, st));
+		STMT(st, q_idle);
+		sqlite3_bind_int64(st, 1, id);
+		CHECK(step_done(db, st));
+		*res = JOBQ_CANCELLED_NOW;
+	} else if (s == JOB_RUNNING) {
+		STMT(st, q_req);
+		sqlite3_bind_int64(st, 1, id);
+		CHECK(step_done(db, st));
+		*res = JOBQ_CANCEL_REQUESTED;
+	} else {
+		*res = JOBQ_CANCEL_FINISHED;
+	}
+	CHECK(db_commit(db));
+	return jobq_get(db, id, out);
+fail:
+	db_rollback(db);
+	return rc;
+}
+
+int
+jobq_cancel_requests(struct db *db, int64_t worker_id, int64_t *ids, int max)
+{
+	static const char q[] = "SELECT id FROM jobs WHERE worker_id = ? AND status = 'running' "
+				"AND cancel_requested = 1 ORDER BY id";
+	sqlite3_stmt *st = db_stmt(db, q);
+	int n = 0, r;
+
+	if (st == NULL)
+		return DB_ERROR;
+	sqlite3_bind_int64(st, 1, worker_id);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW)
+		if (n < max)
+			ids[n++] = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return r == SQLITE_DONE ? n : db_map(r);
+}
+
+/* Closes the running jobs selected by sel (bound by the caller) as error. */
+static int
+close_selected(struct db *db, sqlite3_stmt *sel, const char *reason, int64_t *ids, int max)
+{
+	static const char q_close[] =
+	    "UPDATE jobs SET status = 'error', error_message = ?, finished_at = ?, locked_at = NULL "
+	    "WHERE id = ? AND status = 'running'";
+	static const char q_sist[] =
+	    "UPDATE sistemas SET status = 'ERROR', mensagem = ?, ultima_execucao = ? "
+	    "WHERE status = 'RUNNING' AND id IN (SELECT sistema_id FROM job_sistemas WHERE job_id = ?)";
+	int64_t found[256];
+	int nf = 0, r, total = 0;
+	char now[UTIL_ISO_LEN];
+	sqlite3_stmt *st;
+	enum db_rc rc;
+
+	while ((r = sqlite3_step(sel)) == SQLITE_ROW)
+		if (nf < (int)UTIL_ARRAY_LEN(found))
+			found[nf++] = sqlite3_column_int64(sel, 0);
+	sqlite3_reset(sel);
+	if (r != SQLITE_DONE) {
+		rc = db_map(r);
+		goto fail;
+	}
+	now_iso(now, NULL);
+	for (int i = 0; i < nf; i++) {
+		STMT(st, q_close);
+		db_bind_text(st, 1, reason);
+		db_bind_text(st, 2, now);
+		sqlite3_bind_int64(st, 3, found[i]);
+		CHECK(step_done(db, st));
+		STMT(st, q_sist);
+		db_bind_text(st, 1, reason);
+		db_bind_text(st, 2, now);
+		sqlite3_bind_int64(st, 3, found[i]);
+		CHECK(step_done(db, st));
+		if (total < max)
+			ids[total] = found[i];
+		total++;
+	}
+	CHECK(db_commit(db));
+	if (total)
+		log_info("jobq: closed %d job(s) as error: %s", total, reason);
+	return total < max ? total : max;
+fail:
+	db_rollback(db);
+	return rc;
+}
+
+int
+jobq_sweep_orphans(struct db *db, int lease_timeout_s, const char *reason, int64_t *ids, int max)
+{
+	static const char q[] =
+	    "SELECT id FROM jobs WHERE status = 'running' AND (worker_id IS NULL OR "
+	    "locked_at IS NULL OR locked_at < ?) ORDER BY id";
+	char cutoff[UTIL_ISO_LEN];
+	sqlite3_stmt *st;
+	enum db_rc rc;
+
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	util_iso8601(util_now_ms() - (int64_t)lease_timeout_s * 1000, cutoff);
+	if ((st = db_stmt(db, q)) == NULL) {
+		db_rollback(db);
+		return DB_ERROR;
+	}
+	db_bind_text(st, 1, cutoff);
+	return close_selected(db, st, reason, ids, max);
+}
+
+int
+jobq_close_worker_jobs(struct db *db, int64_t worker_id, const char *reason, int64_t *ids, int max)
+{
+	static const char q[] =
+	    "SELECT id FROM jobs WHERE status = 'running' AND worker_id = ? ORDER BY id";
+	sqlite3_stmt *st;
+	enum db_rc rc;
+
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	if ((st = db_stmt(db, q)) == NULL) {
+		db_rollback(db);
+		return DB_ERROR;
+	}
+	sqlite3_bind_int64(st, 1, worker_id);
+	return close_selected(db, st, reason, ids, max);
+}
+
+enum db_rc
+jobq_worker_register(struct db *db, const char *host, int pid, const char *boot_id, int slots,
+    int64_t *id)
+{
+	static const char q2[] =
+	    "INSERT INTO workers (host, pid, boot_id, started_at, heartbeat_at, slots) "
+	    "VALUES (?, ?, ?, ?, ?, ?)";
+	sqlite3_stmt *st;
+	char now[UTIL_ISO_LEN];
+	enum db_rc rc;
+
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	now_iso(now, NULL);
+	STMT(st, q2);
+	db_bind_text(st, 1, host);
+	sqlite3_bind_int(st, 2, pid);
+	db_bind_text(st, 3, boot_id);
+	db_bind_text(st, 4, now);
+	db_bind_text(st, 5, now);
+	sqlite3_bind_int(st, 6, slots);
+	CHECK(step_done(db, st));
+	*id = sqlite3_last_insert_rowid(db_sqlite(db));
+	return db_commit(db);
+fail:
+	db_rollback(db);
+	return rc;
+}
+
+enum db_rc
+jobq_worker_unregister(struct db *db, int64_t id)
+{
+	static const char q[] = "DELETE FROM workers WHERE id = ?";
+	sqlite3_stmt *st = db_stmt(db, q);
+
+	if (st == NULL)
+		return DB_ERROR;
+	sqlite3_bind_int64(st, 1, id);
+	return step_done(db, st);
+}
+
+int
+jobq_workers_on_host(struct db *db, const char *host, struct worker_info *out, int max)
+{
+	static const char q[] =
+	    "SELECT id, host, pid, boot_id, started_at, heartbeat_at, slots FROM workers "
+	    "WHERE host = ? ORDER BY id";
+	sqlite3_stmt *st = db_stmt(db, q);
+	int n = 0, r;
+
+	if (st == NULL)
+		return DB_ERROR;
+	db_bind_text(st, 1, host);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW && n < max) {
+		struct worker_info *w = &out[n++];
+		memset(w, 0, sizeof(*w));
+		w->id = sqlite3_column_int64(st, 0);
+		snprintf(w->host, sizeof(w->host), "%s", (const char *)sqlite3_column_text(st, 1));
+		w->pid = sqlite3_column_int(st, 2);
+		snprintf(w->boot_id, sizeof(w->boot_id), "%s", (const char *)sqlite3_column_text(st, 3));
+		w->started_ms = col_time(st, 4);
+		w->heartbeat_ms = col_time(st, 5);
+		w->slots = sqlite3_column_int(st, 6);
+	}
+	sqlite3_reset(st);
+	return (r == SQLITE_DONE || r == SQLITE_ROW) ? n : db_map(r);
+}
+
+enum db_rc
+jobq_worker_counters(struct db *db, int64_t id, int64_t published, int64_t dropped)
+{
+	static const char q[] =
+	    "UPDATE workers SET events_published = ?, events_dropped = ? WHERE id = ?";
+	sqlite3_stmt *st = db_stmt(db, q);
+
+	if (st == NULL)
+		return DB_ERROR;
+	sqlite3_bind_int64(st, 1, published);
+	sqlite3_bind_int64(st, 2, dropped);
+	sqlite3_bind_int64(st, 3, id);
+	return step_done(db, st);
+}
+
+enum db_rc
+jobq_worker_state(struct db *db, int stale_s, enum worker_state *out)
+{
+	static const char q[] = "SELECT count(*), max(heartbeat_at) FROM workers";
+	sqlite3_stmt *st = db_stmt(db, q);
+	int r;
+
+	if (st == NULL)
+		return DB_ERROR;
+	r = sqlite3_step(st);
+	if (r != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return db_map(r);
+	}
+	if (sqlite3_column_int64(st, 0) == 0) {
+		*out = WORKER_ABSENT;
+	} else {
+		int64_t hb = col_time(st, 1);
+		*out = (hb >= 0 && util_now_ms() - hb <= (int64_t)stale_s * 1000) ? WORKER_ALIVE : WORKER_STALE;
+	}
+	sqlite3_reset(st);
+	return DB_OK;
+}
+
+const char *
+jobq_worker_state_name(enum worker_state s)
+{
+	switch (s) {
+	case WORKER_ALIVE:
+		return "alive";
+	case WORKER_STALE:
+		return "stale";
+	default:
+		return "absent";
+	}
+}
+
+enum db_rc
+jobq_append_logs(struct db *db, const struct logline *lines, size_t n)
+{
+	static const char q[] =
+	    "INSERT INTO job_logs (job_id, seq, ts, level, sistema, mensagem) VALUES (?, ?, ?, ?, ?, ?)";
+	sqlite3_stmt *st;
+	char ts[UTIL_ISO_LEN];
+	enum db_rc rc;
+
+	if (n == 0)
+		return DB_OK;
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	STMT(st, q);
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_reset(st);
+		util_iso8601(lines[i].ts_ms, ts);
+		sqlite3_bind_int64(st, 1, lines[i].job_id);
+		sqlite3_bind_int64(st, 2, lines[i].seq);
+		sqlite3_bind_text(st, 3, ts, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 4, lines[i].level, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, lines[i].sistema, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 6, lines[i].mensagem, -1, SQLITE_STATIC);
+		int r = sqlite3_step(st);
+		if (r != SQLITE_DONE) {
+			sqlite3_reset(st);
+			rc = db_map(r);
+			log_warnx("jobq: append logs: %s", db_errmsg(db));
+			goto fail;
+		}
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return db_commit(db);
+fail:
+	db_rollback(db);
+	return rc;
+}
+
+enum db_rc
+jobq_last_seq(struct db *db, int64_t job_id, int64_t *seq)
+{
+	static const char q[] = "SELECT COALESCE(max(seq), 0) FROM job_logs WHERE job_id = ?";
+	sqlite3_stmt *st = db_stmt(db, q);
+	int r;
+
+	if (st == NULL)
+		return DB_ERROR;
+	sqlite3_bind_int64(st, 1, job_id);
+	r = sqlite3_step(st);
+	*seq = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	return r == SQLITE_ROW ? DB_OK : db_map(r);
+}
+
+static enum db_rc
+job_exists(struct db *db, int64_t id)
+{
+	static const char q[] = "SELECT 1 FROM jobs WHERE id = ?";
+	sqlite3_stmt *st = db_stmt(db, q);
+	int r;
+
+	if (st == NULL)
+		return DB_ERROR;
+	sqlite3_bind_int64(st, 1, id);
+	r = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (r == SQLITE_ROW)
+		return DB_OK;
+	return r == SQLITE_DONE ? DB_NOTFOUND : db_map(r);
+}
+
+enum db_rc
+jobq_logs_json(struct db *db, int64_t job_id, int64_t after, int limit, struct json_object **out)
+{
+	static const char q[] =
+	    "SELECT seq, ts, level, sistema, mensagem FROM job_logs WHERE job_id = ? AND seq > ? "
+	    "ORDER BY seq LIMIT ?";
+	sqlite3_stmt *st;
+	struct json_object *o, *lines;
+	int64_t next = after;
+	enum db_rc rc;
+	int r;
+
+	*out = NULL;
+	/* One read transaction, so the existence check and the page agree. */
+	if (sqlite3_exec(db_sqlite(db), "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return db_map(sqlite3_errcode(db_sqlite(db)));
+	if ((rc = job_exists(db, job_id)) != DB_OK)
+		goto out;
+	if ((st = db_stmt(db, q)) == NULL) {
+		rc = DB_ERROR;
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, job_id);
+	sqlite3_bind_int64(st, 2, after);
+	sqlite3_bind_int(st, 3, limit);
+	lines = json_object_new_array();
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct json_object *l = json_object_new_object();
+		next = sqlite3_column_int64(st, 0);
+		json_object_object_add(l, "seq", json_object_new_int64(next));
+		json_object_object_add(l, "ts", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
+		json_object_object_add(l, "level", json_object_new_string((const char *)sqlite3_column_text(st, 2)));
+		json_object_object_add(l, "sistema", json_object_new_string((const char *)sqlite3_column_text(st, 3)));
+		json_object_object_add(l, "mensagem", json_object_new_string_len(
+		    (const char *)sqlite3_column_text(st, 4), sqlite3_column_bytes(st, 4)));
+		json_object_array_add(lines, l);
+	}
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE) {
+		json_object_put(lines);
+		rc = db_map(r);
+		goto out;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "job_id", json_object_new_int64(job_id));
+	json_object_object_add(o, "lines", lines);
+	json_object_object_add(o, "next", json_object_new_int64(next));
+	*out = o;
+	rc = DB_OK;
+out:
+	db_rollback(db);
+	return rc;
+}
+
+enum db_rc
+jobq_get(struct db *db, int64_t id, struct job *out)
+{
+	static const char q[] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?";
+	sqlite3_stmt *st = db_stmt(db, q);
+	int r;
+
+	if (st == NULL)
+		return DB_ERROR;
+	sqlite3_bind_int64(st, 1, id);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		job_from_row(st, out);
+	sqlite3_reset(st);
+	if (r == SQLITE_ROW)
+		return DB_OK;
+	return r == SQLITE_DONE ? DB_NOTFOUND : db_map(r);
+}
+
+enum db_rc
+jobq_list_json(struct db *db, int status, int limit, int offset, struct json_object **out)
+{
+	static const char q_all[] = "SELECT " JOB_COLS " FROM jobs "
+				    "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
+	static const char q_st[] = "SELECT " JOB_COLS " FROM jobs WHERE status = ? "
+				   "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
+	static const char c_all[] = "SELECT count(*) FROM jobs";
+	static const char c_st[] = "SELECT count(*) FROM jobs WHERE status = ?";
+	sqlite3_stmt *st, *ct;
+	struct json_object *items, *o;
+	struct job j;
+	int r, i = 1;
+	int64_t total = 0;
+	enum db_rc rc;
+
+	*out = NULL;
+	if (sqlite3_exec(db_sqlite(db), "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return db_map(sqlite3_errcode(db_sqlite(db)));
+	st = db_stmt(db, status < 0 ? q_all : q_st);
+	ct = db_stmt(db, status < 0 ? c_all : c_st);
+	if (st == NULL || ct == NULL) {
+		rc = DB_ERROR;
+		goto out;
+	}
+	if (status >= 0) {
+		db_bind_text(st, i++, jobq_status_name((enum job_status)status));
+		db_bind_text(ct, 1, jobq_status_name((enum job_status)status));
+	}
+	sqlite3_bind_int(st, i++, limit);
+	sqlite3_bind_int(st, i, offset);
+	items = json_object_new_array();
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		job_from_row(st, &j);
+		json_object_array_add(items, jobq_job_json(&j));
+		jobq_job_clear(&j);
+	}
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE || (r = sqlite3_step(ct)) != SQLITE_ROW) {
+		sqlite3_reset(ct);
+		json_object_put(items);
+		rc = db_map(r);
+		goto out;
+	}
+	total = sqlite3_column_int64(ct, 0);
+	sqlite3_reset(ct);
+	o = json_object_new_object();
+	json_object_object_add(o, "items", items);
+	json_object_object_add(o, "total", json_object_new_int64(total));
+	*out = o;
+	rc = DB_OK;
+out:
+	db_rollback(db);
+	return rc;
+}
+
+enum db_rc
+jobq_counts(struct db *db, int64_t counts[JOB__MAX])
+{
+	static const char q[] = "SELECT status, count(*) FROM jobs GROUP BY status";
+	sqlite3_stmt *st = db_stmt(db, q);
+	enum job_status s;
+	int r;
+
+	memset(counts, 0, sizeof(int64_t) * JOB__MAX);
+	if (st == NULL)
+		return DB_ERROR;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		if (name && jobq_status_parse(name, &s) == 0)
+			counts[s] = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return r == SQLITE_DONE ? DB_OK : db_map(r);
+}
+
+enum db_rc
+jobq_slots(struct db *db, int max_slots, struct slot_info *slots)
+{
+	static const char q[] =
+	    "SELECT worker_slot, id, started_at FROM jobs WHERE status = 'running' "
+	    "AND worker_slot IS NOT NULL";
+	sqlite3_stmt *st = db_stmt(db, q);
+	int r;
+
+	for (int i = 0; i < max_slots; i++) {
+		slots[i].slot_id = i;
+		slots[i].job_id = -1;
+		slots[i].started_ms = -1;
+	}
+	if (st == NULL)
+		return DB_ERROR;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		int s = sqlite3_column_int(st, 0);
+		if (s < 0 || s >= max_slots)
+			continue;
+		slots[s].job_id = sqlite3_column_int64(st, 1);
+		slots[s].started_ms = col_time(st, 2);
+	}
+	sqlite3_reset(st);
+	return r == SQLITE_DONE ? DB_OK : db_map(r);
+}
+
+enum db_rc
+jobq_duration_hist(struct db *db, const double *bounds, size_t nb, int64_t *bucket_counts,
+    double *sum, int64_t *count)
+{
+	static const char q[] =
+	    "SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0 FROM jobs "
+	    "WHERE finished_at IS NOT NULL AND started_at IS NOT NULL";
+	sqlite3_stmt *st = db_stmt(db, q);
+	int r;
+
+	memset(bucket_counts, 0, sizeof(int64_t) * nb);
+	*sum = 0;
+	*count = 0;
+	if (st == NULL)
+		return DB_ERROR;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		double d = sqlite3_column_double(st, 0);
+		if (!(d >= 0))
+			continue;
+		for (size_t i = 0; i < nb; i++)
+			if (d <= bounds[i])
+				bucket_counts[i]++;
+		*sum += d;
+		(*count)++;
+	}
+	sqlite3_reset(st);
+	return r == SQLITE_DONE ? DB_OK : db_map(r);
+}
+
+enum db_rc
+jobq_prune(struct db *db, int64_t cutoff_ms, int64_t *deleted)
+{
+	static const char q_logs[] =
+	    "DELETE FROM job_logs WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
+	    "('completed', 'error', 'cancelled') AND finished_at < ?)";
+	static const char q_jobs[] =
+	    "DELETE FROM jobs WHERE status IN ('completed', 'error', 'cancelled') AND finished_at < ?";
+	sqlite3_stmt *st;
+	char cutoff[UTIL_ISO_LEN];
+	enum db_rc rc;
+
+	*deleted = 0;
+	util_iso8601(cutoff_ms, cutoff);
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	STMT(st, q_logs);
+	db_bind_text(st, 1, cutoff);
+	CHECK(step_done(db, st));
+	STMT(st, q_jobs);
+	db_bind_text(st, 1, cutoff);
+	CHECK(step_done(db, st));
+	*deleted = sqlite3_changes(db_sqlite(db));
+	return db_commit(db);
+fail:
+	db_rollback(db);
+	return rc;
+}
+
+enum db_rc
+jobq_requeue(struct db *db, int64_t id, const char *by, int64_t *new_id)
+{
+	struct job j;
+	enum db_rc rc;
+	int existed;
+	uint64_t mask;
+	char bad[65];
+
+	if ((rc = jobq_get(db, id, &j)) != DB_OK)
+		return rc;
+	if (j.status == JOB_PENDING || j.status == JOB_RUNNING || j.nsistemas == 0) {
+		jobq_job_clear(&j);
+		return DB_CONFLICT;
+	}
+	rc = jobq_enqueue(db, (const char *const *)j.sistemas, j.nsistemas, j.params, by, NULL,
+	    new_id, &existed, &mask, bad);
+	jobq_job_clear(&j);
+	return rc;
+}

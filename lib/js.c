@@ -1,0 +1,284 @@
+/*
+ * js: JSON at the boundary. js_parse() is the one door untrusted JSON comes
+ * in through (size, depth, UTF-8 and NUL checks); utf8_sanitize() is how
+ * untrusted bytes become text we can store and send.
+ */
+#include "js.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Length of the valid UTF-8 sequence at s (n bytes available), or 0. */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		if (n >= 2 && (s[1] & 0xc0) == 0x80)
+			return 2;
+		return 0;
+	}
+	if (c >= 0xe0 && c <= 0xef) {
+		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+			return 0;
+		if (c == 0xe0 && s[1] < 0xa0)
+			return 0; /* overlong */
+		if (c == 0xed && s[1] >= 0xa0)
+			return 0; /* surrogate */
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+			return 0;
+		if (c == 0xf0 && s[1] < 0x90)
+			return 0; /* overlong */
+		if (c == 0xf4 && s[1] >= 0x90)
+			return 0; /* > U+10FFFF */
+		return 4;
+	}
+	return 0;
+}
+
+int
+utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < len) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		size_t k = utf8_seq(p + i, len - i);
+		if (k == 0)
+			return 0;
+		i += k;
+	}
+	return 1;
+}
+
+int
+utf8_sanitize(struct buf *out, const char *s, size_t len, size_t max_out)
+{
+	static const char hex[] = "0123456789abcdef";
+	static const char marker[] = "\xe2\x80\xa6[truncated]";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, start = out->len;
+
+	while (i < len) {
+		char tmp[8];
+		size_t k, tl;
+		unsigned char c = p[i];
+
+		if (c >= 0x20 && c < 0x7f) {
+			tmp[0] = (char)c;
+			tl = 1;
+			k = 1;
+		} else if (c == '\t') {
+			tmp[0] = '\t';
+			tl = 1;
+			k = 1;
+		} else if (c < 0x20 || c == 0x7f) {
+			tmp[0] = '\\';
+			tmp[1] = 'x';
+			tmp[2] = hex[c >> 4];
+			tmp[3] = hex[c & 15];
+			tl = 4;
+			k = 1;
+		} else if ((k = utf8_seq(p + i, len - i)) != 0) {
+			/* C1 controls (U+0080..U+009F) are shown, not passed on. */
+			if (k == 2 && c == 0xc2 && p[i + 1] < 0xa0) {
+				tmp[0] = '\\';
+				tmp[1] = 'u';
+				tmp[2] = '0';
+				tmp[3] = '0';
+				tmp[4] = hex[p[i + 1] >> 4];
+				tmp[5] = hex[p[i + 1] & 15];
+				tl = 6;
+			} else {
+				memcpy(tmp, p + i, k);
+				tl = k;
+			}
+		} else {
+			memcpy(tmp, "\xef\xbf\xbd", 3); /* U+FFFD */
+			tl = 3;
+			k = 1;
+		}
+		if (out->len - start + tl > max_out) {
+			buf_append(out, marker, sizeof(marker) - 1);
+			return 1;
+		}
+		buf_append(out, tmp, tl);
+		i += k;
+	}
+	if (out->data == NULL)
+		buf_append(out, "", 0);
+	return 0;
+}
+
+/* Checks every string (keys too) for NUL and UTF-8 validity. */
+static int
+strings_ok(struct json_object *o, int depth)
+{
+	if (depth > JS_MAX_DEPTH * 4)
+		return 0;
+	switch (json_object_get_type(o)) {
+	case json_type_string: {
+		const char *s = json_object_get_string(o);
+		size_t n = (size_t)json_object_get_string_len(o);
+		return memchr(s, '\0', n) == NULL && utf8_valid(s, n);
+	}
+	case json_type_object: {
+		json_object_object_foreach(o, k, v) {
+			if (!utf8_valid(k, strlen(k)) || !strings_ok(v, depth + 1))
+				return 0;
+		}
+		return 1;
+	}
+	case json_type_array: {
+		size_t n = json_object_array_length(o);
+		for (size_t i = 0; i < n; i++)
+			if (!strings_ok(json_object_array_get_idx(o, i), depth + 1))
+				return 0;
+		return 1;
+	}
+	default:
+		return 1;
+	}
+}
+
+struct json_object *
+js_parse(const char *buf, size_t len, size_t max_len, int max_depth, int *ok, char *err,
+    size_t errlen)
+{
+	struct json_tokener *tok = NULL;
+	struct json_object *o = NULL;
+	enum json_tokener_error jerr;
+	size_t end;
+
+	*ok = 0;
+	if (len > max_len) {
+		snprintf(err, errlen, "JSON larger than %zu bytes", max_len);
+		return NULL;
+	}
+	if (memchr(buf, '\0', len)) {
+		snprintf(err, errlen, "NUL byte in JSON");
+		return NULL;
+	}
+	if (!utf8_valid(buf, len)) {
+		snprintf(err, errlen, "invalid UTF-8 in JSON");
+		return NULL;
+	}
+	if ((tok = json_tokener_new_ex(max_depth)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, buf, (int)len);
+	jerr = json_tokener_get_error(tok);
+	if (jerr == json_tokener_continue) {
+		/* Numbers at the very end need a terminator to finish. */
+		o = json_tokener_parse_ex(tok, "", 1);
+		jerr = json_tokener_get_error(tok);
+	}
+	if (jerr != json_tokener_success) {
+		if (jerr == json_tokener_error_depth)
+			snprintf(err, errlen, "JSON nested deeper than %d levels", max_depth);
+		else
+			snprintf(err, errlen, "malformed JSON: %s", json_tokener_error_desc(jerr));
+		goto fail;
+	}
+	end = json_tokener_get_parse_end(tok);
+	for (; end < len; end++)
+		if (!strchr(" \t\r\n", buf[end])) {
+			snprintf(err, errlen, "malformed JSON: trailing characters");
+			goto fail;
+		}
+	if (o && !strings_ok(o, 0)) {
+		snprintf(err, errlen, "JSON string with NUL or invalid UTF-8");
+		goto fail;
+	}
+	json_tokener_free(tok);
+	*ok = 1;
+	return o;
+fail:
+	json_object_put(o);
+	json_tokener_free(tok);
+	return NULL;
+}
+
+char *
+js_dump(struct json_object *obj)
+{
+	size_t n;
+	const char *s = json_object_to_json_string_length(obj,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+
+	if (s == NULL)
+		fatalx("json: cannot serialise");
+	return xstrndup(s, n);
+}
+
+int
+js_get_string(struct json_object *o, const char *key, const char **out, size_t *len)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return 1;
+	if (!json_object_is_type(v, json_type_string))
+		return -1;
+	*out = json_object_get_string(v);
+	if (len)
+		*len = (size_t)json_object_get_string_len(v);
+	return 0;
+}
+
+int
+js_get_bool(struct json_object *o, const char *key, int *out)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return 1;
+	if (!json_object_is_type(v, json_type_boolean))
+		return -1;
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
+int
+js_get_int(struct json_object *o, const char *key, int64_t *out)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return 1;
+	if (!json_object_is_type(v, json_type_int))
+		return -1;
+	*out = json_object_get_int64(v);
+	return 0;
+}
+
+struct json_object *
+js_str_or_null(const char *s)
+{
+	return s ? json_object_new_string(s) : NULL;
+}
+
+struct json_object *
+js_time_or_null(int64_t ms)
+{
+	char iso[UTIL_ISO_LEN];
+
+	if (ms < 0)
+		return NULL;
+	util_iso8601(ms, iso);
+	return json_object_new_string(iso);
+}

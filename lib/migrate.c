@@ -1,0 +1,173 @@
+/*
+ * migrate: the schema migrations. schema/NNN_*.sql are compiled in as
+ * schema_sql[] (schema/embed.sh); step i brings user_version from i to i+1.
+ * Each step runs in its own BEGIN IMMEDIATE transaction that first re-reads
+ * user_version, so when two programs start at the same moment one applies
+ * the step and the other finds it done. A step fails whole: nothing of it
+ * stays.
+ */
+#include "migrate.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+#include "lparse.h"
+#include "util.h"
+
+extern const char *const schema_sql[];
+extern const size_t schema_count;
+
+/* The C part of step 2: the legacy jobs.logs text becomes job_logs rows,
+ * parsed as the worker parses live output. The text column is kept. */
+static int
+legacy_logs(sqlite3 *h, char *err, size_t errlen)
+{
+	sqlite3_stmt *sel = NULL, *ins = NULL;
+	struct lparse_line pl = {0};
+	int rc;
+
+	rc = sqlite3_prepare_v2(h,
+	    "SELECT id, logs, COALESCE(started_at, created_at) FROM jobs "
+	    "WHERE logs IS NOT NULL AND logs <> ''", -1, &sel, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(h,
+		    "INSERT INTO job_logs (job_id, seq, ts, level, sistema, mensagem) "
+		    "VALUES (?, ?, ?, ?, ?, ?)", -1, &ins, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(sel, 0), seq = 0;
+		const char *text = (const char *)sqlite3_column_text(sel, 1);
+		size_t len = (size_t)sqlite3_column_bytes(sel, 1);
+		const char *ts = (const char *)sqlite3_column_text(sel, 2);
+		size_t pos = 0;
+
+		while (pos < len) {
+			size_t start = pos;
+			while (pos < len && text[pos] != '\n')
+				pos++;
+			size_t n = pos - start;
+			pos++;
+			if (n && text[start + n - 1] == '\r')
+				n--;
+			if (n == 0)
+				continue;
+			lparse(text + start, n, 0, 8192, &pl);
+			sqlite3_reset(ins);
+			sqlite3_bind_int64(ins, 1, id);
+			sqlite3_bind_int64(ins, 2, ++seq);
+			sqlite3_bind_text(ins, 3, ts ? ts : "1970-01-01T00:00:00.000Z", -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(ins, 4, pl.level, -1, SQLITE_STATIC);
+			sqlite3_bind_text(ins, 5, pl.sistema, -1, SQLITE_STATIC);
+			sqlite3_bind_text(ins, 6, pl.mensagem.data ? pl.mensagem.data : "",
+			    (int)pl.mensagem.len, SQLITE_STATIC);
+			if ((rc = sqlite3_step(ins)) != SQLITE_DONE)
+				goto fail;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(sel);
+	sqlite3_finalize(ins);
+	lparse_free(&pl);
+	return 0;
+fail:
+	snprintf(err, errlen, "legacy logs: %s", sqlite3_errmsg(h));
+	sqlite3_finalize(sel);
+	sqlite3_finalize(ins);
+	lparse_free(&pl);
+	return -1;
+}
+
+static const struct {
+	int version; /* the step that brings user_version to this */
+	int (*fn)(sqlite3 *, char *, size_t);
+} hooks[] = {
+	{2, legacy_logs},
+};
+
+int
+migrate_latest(void)
+{
+	return (int)schema_count;
+}
+
+int
+migrate_version(sqlite3 *h)
+{
+	sqlite3_stmt *st;
+	int v = -1;
+
+	if (sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static const char *
+why(sqlite3 *h, int rc)
+{
+	switch (db_map(rc)) {
+	case DB_BUSY:
+		return "locked by another process past the busy timeout";
+	case DB_FULL:
+		return "disk full";
+	default:
+		return sqlite3_errmsg(h);
+	}
+}
+
+int
+migrate_apply(sqlite3 *h, char *err, size_t errlen)
+{
+	int latest = migrate_latest();
+
+	for (;;) {
+		int v = migrate_version(h), rc;
+		char pragma[64];
+
+		if (v < 0) {
+			snprintf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(h));
+			return -1;
+		}
+		if (v > latest) {
+			snprintf(err, errlen, "schema version %d is newer than this program knows (%d): "
+			    "upgrade the program", v, latest);
+			return -1;
+		}
+		if (v == latest)
+			return 0;
+		if ((rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL)) != SQLITE_OK) {
+			snprintf(err, errlen, "migration to version %d: %s", v + 1, why(h, rc));
+			return -1;
+		}
+		/* Another program may have migrated while we waited for the lock. */
+		if (migrate_version(h) != v) {
+			sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+			continue;
+		}
+		rc = sqlite3_exec(h, schema_sql[v], NULL, NULL, NULL);
+		if (rc != SQLITE_OK) {
+			snprintf(err, errlen, "migration to version %d failed: %s", v + 1, why(h, rc));
+			goto rollback;
+		}
+		for (size_t i = 0; i < UTIL_ARRAY_LEN(hooks); i++)
+			if (hooks[i].version == v + 1 && hooks[i].fn(h, err, errlen) == -1)
+				goto rollback;
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
+		if ((rc = sqlite3_exec(h, pragma, NULL, NULL, NULL)) != SQLITE_OK ||
+		    (rc = sqlite3_exec(h, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
+			snprintf(err, errlen, "migration to version %d failed: %s", v + 1, why(h, rc));
+			goto rollback;
+		}
+		log_info("database migrated to schema version %d", v + 1);
+	}
+rollback:
+	if (!sqlite3_get_autocommit(h))
+		sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
