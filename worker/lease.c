@@ -1,0 +1,256 @@
+/*
+ * lease: the worker's standing in the database (DESIGN.md "Leases, not
+ * hopes"). Registers the worker (host, pid, boot id, slots), renews its
+ * heartbeat and the leases of its running jobs every ETL_LEASE_INTERVAL,
+ * stores its publishing counters, sweeps orphans every
+ * ETL_JOB_CLEANUP_INTERVAL, and at start closes at once the jobs of dead
+ * predecessors on this host: a registered worker of this host is dead when
+ * its boot id differs (the machine rebooted), or its pid is gone, or the
+ * process now holding that pid started after the worker registered (pid
+ * reused). Every job closed here is announced like one the worker ended.
+ * Runs in the loop of etl-worker only.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "evt.h"
+#include "jobq.h"
+#include "log.h"
+#include "pub.h"
+#include "sist.h"
+#include "worker.h"
+
+#define LEASE_MAX_WORKERS 256
+#define LEASE_MAX_CLOSED 64
+#define LEASE_PID_SLACK_MS 2000 /* clock skew allowed between btime and our registration */
+
+static void
+read_boot_id(char *out, size_t outlen)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (f == NULL) {
+		log_warn("boot_id");
+	} else {
+		if (fgets(out, (int)outlen, f) == NULL)
+			out[0] = '\0';
+		if (fclose(f) == EOF)
+			log_warn("close boot_id");
+	}
+	n = strcspn(out, "\n");
+	out[n] = '\0';
+	if (out[0] == '\0')
+		snprintf(out, outlen, "unknown");
+}
+
+/* Boot time in ms since the epoch (from /proc/stat btime), or -1. */
+static int64_t
+boot_time_ms(void)
+{
+	char line[256];
+	long long bt = -1;
+	FILE *f = fopen("/proc/stat", "re");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "btime %lld", &bt) == 1)
+			break;
+	if (fclose(f) == EOF)
+		return -1;
+	return bt < 0 ? -1 : bt * 1000;
+}
+
+/* Start time of pid in ms since the epoch (/proc/PID/stat field 22), or -1. */
+static int64_t
+pid_start_ms(int pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	int64_t bt;
+	long hz = sysconf(_SC_CLK_TCK);
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	if (fclose(f) == EOF)
+		return -1;
+	buf[n] = '\0';
+	/* comm may hold spaces and parentheses: fields restart after the last ')'. */
+	if ((p = strrchr(buf, ')')) == NULL)
+		return -1;
+	/* After ") ": state(3) ... starttime is field 22, the 20th from state. */
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+	    "%*d %*d %llu", &start) != 1)
+		return -1;
+	if ((bt = boot_time_ms()) < 0 || hz <= 0)
+		return -1;
+	return bt + (int64_t)(start * 1000 / (unsigned long long)hz);
+}
+
+/* 1 when the worker row wi still belongs to a live process. */
+static int
+worker_alive(const struct worker *w, const struct worker_info *wi)
+{
+	int64_t st;
+
+	if (strcmp(wi->boot_id, w->boot_id) != 0)
+		return 0; /* registered before this boot */
+	if (wi->pid == (int)getpid() || wi->pid <= 0)
+		return 0; /* we hold its pid now: it is gone */
+	if (kill(wi->pid, 0) == -1 && errno == ESRCH)
+		return 0;
+	st = pid_start_ms(wi->pid);
+	if (st >= 0 && wi->started_ms >= 0 && st > wi->started_ms + LEASE_PID_SLACK_MS)
+		return 0; /* the pid was reused by a younger process */
+	return 1;
+}
+
+/* Publishes a sistema's current row as a status event. */
+static void
+publish_sistema(struct worker *w, const char *id)
+{
+	struct json_object *o = NULL, *v;
+	const char *status = NULL, *mensagem = NULL;
+	int progresso = 0;
+
+	if (sist_get_json(w->db, id, &o) != DB_OK || o == NULL)
+		return;
+	if (json_object_object_get_ex(o, "status", &v) && v != NULL)
+		status = json_object_get_string(v);
+	if (json_object_object_get_ex(o, "progresso", &v) && v != NULL)
+		progresso = json_object_get_int(v);
+	if (json_object_object_get_ex(o, "mensagem", &v) && v != NULL)
+		mensagem = json_object_get_string(v);
+	if (status != NULL)
+		worker_publish(w, evt_status(id, status, progresso, mensagem));
+	json_object_put(o);
+}
+
+void
+lease_publish_closed(struct worker *w, int64_t job_id)
+{
+	struct job j;
+	double dur = 0;
+
+	memset(&j, 0, sizeof(j));
+	if (jobq_get(w->db, job_id, &j) != DB_OK)
+		return;
+	log_warnx("job=%lld closed as %s: %s", (long long)job_id, jobq_status_name(j.status),
+	    j.error_message ? j.error_message : "");
+	if (j.started_ms >= 0 && j.finished_ms >= j.started_ms)
+		dur = (double)(j.finished_ms - j.started_ms) / 1000.0;
+	for (size_t i = 0; i < j.nsistemas; i++)
+		publish_sistema(w, j.sistemas[i]);
+	worker_publish(w, evt_job_status(j.id, jobq_status_name(j.status), j.worker_slot));
+	worker_publish(w, evt_job_complete(j.id, jobq_status_name(j.status), dur));
+	jobq_job_clear(&j);
+}
+
+static void
+close_dead(struct worker *w, const struct worker_info *wi)
+{
+	int64_t ids[LEASE_MAX_CLOSED];
+	int n;
+
+	log_warnx("worker %lld (pid %d, %s) is dead: closing its jobs", (long long)wi->id, wi->pid,
+	    strcmp(wi->boot_id, w->boot_id) ? "previous boot" : "this boot");
+	do {
+		n = jobq_close_worker_jobs(w->db, wi->id, "orphaned: worker died", ids, LEASE_MAX_CLOSED);
+		if (n < 0) {
+			log_warnx("worker %lld: cannot close its jobs (%s)", (long long)wi->id,
+			    db_errmsg(w->db));
+			return; /* the lease sweep will get them */
+		}
+		for (int k = 0; k < n; k++)
+			lease_publish_closed(w, ids[k]);
+	} while (n == LEASE_MAX_CLOSED);
+	if (jobq_worker_unregister(w->db, wi->id) != DB_OK)
+		log_warnx("worker %lld: cannot unregister (%s)", (long long)wi->id, db_errmsg(w->db));
+}
+
+int
+lease_start(struct worker *w)
+{
+	struct worker_info *wi = xcalloc(LEASE_MAX_WORKERS, sizeof(*wi));
+	enum db_rc rc;
+	int n, ret = -1;
+
+	if (gethostname(w->host, sizeof(w->host)) == -1) {
+		log_warn("gethostname");
+		snprintf(w->host, sizeof(w->host), "localhost");
+	}
+	w->host[sizeof(w->host) - 1] = '\0';
+	read_boot_id(w->boot_id, sizeof(w->boot_id));
+
+	n = jobq_workers_on_host(w->db, w->host, wi, LEASE_MAX_WORKERS);
+	if (n < 0) {
+		log_warnx("cannot list the workers of %s (%s)", w->host, db_errmsg(w->db));
+		goto out;
+	}
+	for (int i = 0; i < n; i++)
+		if (!worker_alive(w, &wi[i]))
+			close_dead(w, &wi[i]);
+
+	rc = jobq_worker_register(w->db, w->host, (int)getpid(), w->boot_id, w->nslots, &w->worker_id);
+	if (rc != DB_OK) {
+		log_warnx("cannot register the worker (%s)", db_errmsg(w->db));
+		goto out;
+	}
+	log_info("worker %lld registered: host %s, %d slot%s", (long long)w->worker_id, w->host,
+	    w->nslots, w->nslots == 1 ? " (single mode)" : "s");
+	ret = 0;
+out:
+	free(wi);
+	return ret;
+}
+
+void
+lease_renew(struct worker *w)
+{
+	enum db_rc rc;
+
+	if ((rc = jobq_renew(w->db, w->worker_id)) != DB_OK)
+		log_warnx("lease renewal: %s", rc == DB_BUSY ? "database busy" : db_errmsg(w->db));
+	if ((rc = jobq_worker_counters(w->db, w->worker_id, pub_published(w->pub),
+	    pub_dropped(w->pub))) != DB_OK)
+		log_debug("worker counters: %s", db_errmsg(w->db));
+}
+
+void
+lease_sweep(struct worker *w)
+{
+	int64_t ids[LEASE_MAX_CLOSED];
+	int n;
+
+	do {
+		n = jobq_sweep_orphans(w->db, w->conf.job_slot_timeout, "orphaned", ids, LEASE_MAX_CLOSED);
+		if (n < 0) {
+			log_warnx("orphan sweep: %s", n == DB_BUSY ? "database busy" : db_errmsg(w->db));
+			return;
+		}
+		for (int k = 0; k < n; k++)
+			lease_publish_closed(w, ids[k]);
+	} while (n == LEASE_MAX_CLOSED);
+}
+
+void
+lease_stop(struct worker *w)
+{
+	if (w->worker_id < 0)
+		return;
+	if (jobq_worker_unregister(w->db, w->worker_id) != DB_OK)
+		log_warnx("cannot unregister worker %lld (%s)", (long long)w->worker_id, db_errmsg(w->db));
+	w->worker_id = -1;
+}
