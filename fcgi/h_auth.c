@@ -1,0 +1,334 @@
+/*
+ * h_auth: tokens, login, the current user and user management, and the
+ * first admin at start. A token proves who signed in (lib/tok.h), but the
+ * role and the account's existence are read from the database on every
+ * request, so deleting a user or changing a role takes effect at once.
+ * Failed logins are counted in SQLite (lib/users.h) so the limit holds
+ * across every etl-api process; the login answer is the same, and takes
+ * about the same time, whether or not the user exists.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+
+#include "db.h"
+#include "handlers.h"
+#include "js.h"
+#include "log.h"
+#include "pw.h"
+#include "resp.h"
+#include "tok.h"
+#include "users.h"
+
+#define LOGIN_MAX_FAILURES 5
+#define LOGIN_WINDOW_S (15 * 60)
+
+int
+hauth_authenticate(struct req *r)
+{
+	struct api *api = r->api;
+	const char *h = req_env(r, "HTTP_AUTHORIZATION");
+	struct tok_claims c;
+	enum tok_rc trc;
+	enum db_rc rc;
+	size_t len;
+
+	/* mod_fcgid behind a rewrite may hand it over as REDIRECT_HTTP_AUTHORIZATION */
+	if (h == NULL || *h == '\0')
+		h = req_env(r, "REDIRECT_HTTP_AUTHORIZATION");
+	if (h == NULL || *h == '\0') {
+		resp_error(r, 401, "not authenticated");
+		return -1;
+	}
+	if (strncasecmp(h, "Bearer ", 7) != 0) {
+		resp_error(r, 401, "malformed authorization header");
+		return -1;
+	}
+	h += 7;
+	while (*h == ' ')
+		h++;
+	len = strlen(h);
+	while (len > 0 && (h[len - 1] == ' ' || h[len - 1] == '\t'))
+		len--;
+	if (len == 0 || len > TOK_MAX_LEN) {
+		resp_error(r, 401, "malformed token");
+		return -1;
+	}
+	trc = tok_verify(api->conf.secret, api->secret_len, h, len, util_now_ms() / 1000, &c);
+	switch (trc) {
+	case TOK_OK:
+		break;
+	case TOK_EXPIRED:
+		resp_error(r, 401, "token expired");
+		return -1;
+	case TOK_BAD_SIGNATURE:
+		resp_error(r, 401, "invalid token");
+		return -1;
+	case TOK_MALFORMED:
+	default:
+		resp_error(r, 401, "malformed token");
+		return -1;
+	}
+	rc = users_get(api->db, c.sub, &r->user);
+	if (rc == DB_NOTFOUND) {
+		resp_error(r, 401, "user no longer exists");
+		return -1;
+	}
+	if (rc != DB_OK) {
+		resp_db(r, rc, "user");
+		return -1;
+	}
+	/* a token from before the account was (re)created names another account */
+	if (r->user.created_ms >= 0 && c.iat < r->user.created_ms / 1000) {
+		users_clear(&r->user);
+		resp_error(r, 401, "invalid token");
+		return -1;
+	}
+	r->authed = 1;
+	return 0;
+}
+
+int
+hauth_bootstrap_admin(struct api *api)
+{
+	const char *name = api->conf.admin_user, *pass = api->conf.admin_password;
+	int64_t n = 0;
+	enum db_rc rc;
+
+	if (name == NULL || *name == '\0')
+		return 0;
+	if (pass == NULL || strlen(pass) < PW_MIN_LEN || strlen(pass) > PW_MAX_LEN) {
+		log_warnx("ETL_ADMIN_USER set but ETL_ADMIN_PASSWORD is missing or not %d..%d bytes",
+		    PW_MIN_LEN, PW_MAX_LEN);
+		return -1;
+	}
+	if (!util_valid_username(name, strlen(name))) {
+		log_warnx("ETL_ADMIN_USER must match ^[A-Za-z0-9_.-]{1,64}$");
+		return -1;
+	}
+	rc = users_count_admins(api->db, &n);
+	if (rc != DB_OK) {
+		log_warnx("counting admins: %s", db_errmsg(api->db));
+		return -1;
+	}
+	if (n > 0)
+		return 0;
+	rc = users_create(api->db, name, pass, ROLE_ADMIN);
+	if (rc == DB_CONFLICT) {
+		/* the user exists (as non-admin), or another process just made it */
+		log_warnx("first admin: user %s already exists; not changed", name);
+		return 0;
+	}
+	if (rc != DB_OK) {
+		log_warnx("creating the first admin: %s", db_errmsg(api->db));
+		return -1;
+	}
+	log_info("created the first admin user %s", name);
+	return 0;
+}
+
+static struct json_object *
+user_json(const struct user *u, int with_created)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "username", json_object_new_string(u->username));
+	json_object_object_add(o, "role", json_object_new_string(users_role_name(u->role)));
+	if (with_created)
+		json_object_object_add(o, "created_at", js_time_or_null(u->created_ms));
+	return o;
+}
+
+/* Gets a required string member; returns it, or NULL after a 422. */
+static const char *
+need_string(struct req *r, const char *key, size_t *len)
+{
+	const char *s = NULL;
+	int rc = js_get_string(r->json, key, &s, len);
+
+	if (rc == 1)
+		resp_error(r, 422, "%s is required", key);
+	else if (rc != 0)
+		resp_error(r, 422, "%s must be a string", key);
+	return rc == 0 ? s : NULL;
+}
+
+void
+hauth_login(struct req *r)
+{
+	struct api *api = r->api;
+	struct user u = {0};
+	const char *name, *pass;
+	size_t nlen, plen;
+	int64_t fails = 0, oldest = -1, now;
+	enum db_rc rc;
+	char *tok = NULL;
+	int ok;
+
+	if ((name = need_string(r, "username", &nlen)) == NULL ||
+	    (pass = need_string(r, "password", &plen)) == NULL)
+		return;
+	if (!util_valid_username(name, nlen) || plen > PW_MAX_LEN) {
+		/* not a name anyone can have: same answer and time as a wrong password */
+		pw_dummy_verify(plen > PW_MAX_LEN ? "" : pass);
+		resp_error(r, 401, "wrong username or password");
+		return;
+	}
+	rc = users_failures(api->db, name, LOGIN_WINDOW_S, &fails, &oldest);
+	if (rc != DB_OK) {
+		resp_db(r, rc, "user");
+		return;
+	}
+	now = util_now_ms();
+	if (fails >= LOGIN_MAX_FAILURES) {
+		int64_t wait_ms = oldest + LOGIN_WINDOW_S * 1000LL - now;
+		int64_t wait_s = wait_ms > 0 ? (wait_ms + 999) / 1000 : 1;
+		resp_header(r, "Retry-After", "%lld", (long long)wait_s);
+		resp_error(r, 429, "too many failed logins; retry later");
+		return;
+	}
+	rc = users_get(api->db, name, &u);
+	if (rc == DB_NOTFOUND) {
+		pw_dummy_verify(pass);
+		ok = 0;
+	} else if (rc != DB_OK) {
+		resp_db(r, rc, "user");
+		return;
+	} else {
+		ok = pw_verify(pass, u.password_hash);
+	}
+	if (!ok) {
+		users_clear(&u);
+		rc = users_record_failure(api->db, name);
+		if (rc != DB_OK) {
+			resp_db(r, rc, "user");
+			return;
+		}
+		log_info("login failed for %s", name);
+		resp_error(r, 401, "wrong username or password");
+		return;
+	}
+	if (fails > 0 && (rc = users_clear_failures(api->db, name)) != DB_OK)
+		log_warnx("clearing failed logins of %s: rc=%d", name, (int)rc);
+	tok = tok_sign(api->conf.secret, api->secret_len, u.username, users_role_name(u.role),
+	    now / 1000, api->conf.token_ttl);
+	{
+		struct json_object *o = json_object_new_object();
+		json_object_object_add(o, "access_token", json_object_new_string(tok));
+		json_object_object_add(o, "token_type", json_object_new_string("bearer"));
+		json_object_object_add(o, "expires_in", json_object_new_int(api->conf.token_ttl));
+		json_object_object_add(o, "user", user_json(&u, 0));
+		resp_json(r, 200, o);
+	}
+	log_info("login %s role=%s", u.username, users_role_name(u.role));
+	free(tok);
+	users_clear(&u);
+}
+
+void
+hauth_me(struct req *r)
+{
+	resp_json(r, 200, user_json(&r->user, 0));
+}
+
+void
+hauth_users_list(struct req *r)
+{
+	struct json_object *o = NULL;
+	enum db_rc rc = users_list_json(r->api->db, &o);
+
+	if (rc != DB_OK) {
+		resp_db(r, rc, "users");
+		return;
+	}
+	resp_json(r, 200, o);
+}
+
+void
+hauth_users_create(struct req *r)
+{
+	struct api *api = r->api;
+	const char *name, *pass, *role;
+	size_t nlen, plen, rlen;
+	struct user u = {0};
+	enum role ro;
+	enum db_rc rc;
+
+	if ((name = need_string(r, "username", &nlen)) == NULL ||
+	    (pass = need_string(r, "password", &plen)) == NULL ||
+	    (role = need_string(r, "role", &rlen)) == NULL)
+		return;
+	if (!util_valid_username(name, nlen)) {
+		resp_error(r, 422, "username must match ^[A-Za-z0-9_.-]{1,64}$");
+		return;
+	}
+	if (users_role_parse(role, &ro) != 0) {
+		resp_error(r, 422, "role must be viewer, operator or admin");
+		return;
+	}
+	if (plen < PW_MIN_LEN || plen > PW_MAX_LEN) {
+		resp_error(r, 422, "password must be %d to %d bytes", PW_MIN_LEN, PW_MAX_LEN);
+		return;
+	}
+	rc = users_create(api->db, name, pass, ro);
+	if (rc == DB_CONFLICT) {
+		resp_error(r, 409, "user %s already exists", name);
+		return;
+	}
+	if (rc != DB_OK) {
+		resp_db(r, rc, "user");
+		return;
+	}
+	log_info("user %s created by %s role=%s", name, r->user.username, users_role_name(ro));
+	rc = users_get(api->db, name, &u);
+	if (rc != DB_OK) {
+		resp_db(r, rc, "user");
+		return;
+	}
+	resp_header(r, "Location", "%s/users/%s", api->conf.api_base, u.username);
+	resp_json(r, 201, user_json(&u, 1));
+	users_clear(&u);
+}
+
+void
+hauth_users_delete(struct req *r)
+{
+	struct api *api = r->api;
+	const char *name = r->params[0];
+	struct user u = {0};
+	enum db_rc rc;
+
+	if (!util_valid_username(name, strlen(name))) {
+		resp_error(r, 422, "username must match ^[A-Za-z0-9_.-]{1,64}$");
+		return;
+	}
+	rc = users_get(api->db, name, &u);
+	if (rc != DB_OK) {
+		resp_db(r, rc, "user");
+		return;
+	}
+	if (u.role == ROLE_ADMIN) {
+		int64_t n = 0;
+		rc = users_count_admins(api->db, &n);
+		if (rc != DB_OK) {
+			users_clear(&u);
+			resp_db(r, rc, "user");
+			return;
+		}
+		if (n <= 1) {
+			users_clear(&u);
+			resp_error(r, 409, "the last admin cannot be deleted");
+			return;
+		}
+	}
+	users_clear(&u);
+	rc = users_delete(api->db, name);
+	if (rc != DB_OK) {
+		resp_db(r, rc, "user");
+		return;
+	}
+	log_info("user %s deleted by %s", name, r->user.username);
+	resp_send(r, 204, NULL, NULL, 0);
+}

@@ -1,0 +1,129 @@
+/*
+ * h_sistemas: the source systems: list, read, and the admin's create or
+ * update (PUT is idempotent: the same body twice leaves the same row).
+ * Ids are checked against ^[a-z0-9_-]{1,64}$ before they reach SQL, so a
+ * traversal- or injection-looking id is a 422, never a lookup. Text
+ * fields are bounded; json-c has already rejected invalid UTF-8 and NULs.
+ */
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "db.h"
+#include "handlers.h"
+#include "js.h"
+#include "log.h"
+#include "resp.h"
+#include "sist.h"
+
+#define NOME_MAX 200       /* bytes */
+#define DESCRICAO_MAX 2000 /* bytes */
+
+/* The {id} of a sistema route. Returns it, or NULL after a 422. */
+static const char *
+sist_id_param(struct req *r)
+{
+	const char *id = r->params[0];
+
+	if (!util_valid_sistema_id(id, strlen(id))) {
+		resp_error(r, 422, "sistema id must match ^[a-z0-9_-]{1,64}$");
+		return NULL;
+	}
+	return id;
+}
+
+void
+hsist_list(struct req *r)
+{
+	struct json_object *o = NULL;
+	enum db_rc rc = sist_list_json(r->api->db, &o);
+
+	if (rc != DB_OK) {
+		resp_db(r, rc, "sistemas");
+		return;
+	}
+	resp_json(r, 200, o);
+}
+
+void
+hsist_get(struct req *r)
+{
+	struct json_object *o = NULL;
+	const char *id;
+	enum db_rc rc;
+
+	if ((id = sist_id_param(r)) == NULL)
+		return;
+	rc = sist_get_json(r->api->db, id, &o);
+	if (rc != DB_OK) {
+		resp_db(r, rc, "sistema");
+		return;
+	}
+	resp_json(r, 200, o);
+}
+
+/* The current ativo of an existing sistema (1 when it does not exist yet).
+ * Returns DB_OK or an error. */
+static enum db_rc
+current_ativo(struct db *db, const char *id, int *ativo)
+{
+	struct json_object *o = NULL, *a;
+	enum db_rc rc = sist_get_json(db, id, &o);
+
+	*ativo = 1;
+	if (rc == DB_NOTFOUND)
+		return DB_OK;
+	if (rc != DB_OK)
+		return rc;
+	if (json_object_object_get_ex(o, "ativo", &a))
+		*ativo = json_object_get_boolean(a);
+	json_object_put(o);
+	return DB_OK;
+}
+
+void
+hsist_put(struct req *r)
+{
+	struct api *api = r->api;
+	const char *id, *nome = NULL, *descricao = NULL;
+	struct json_object *o = NULL, *d;
+	size_t nlen = 0, dlen = 0;
+	int ativo = 1, created = 0, g;
+	enum db_rc rc;
+
+	if ((id = sist_id_param(r)) == NULL)
+		return;
+	g = js_get_string(r->json, "nome", &nome, &nlen);
+	if (g != 0 || nlen == 0 || nlen > NOME_MAX) {
+		resp_error(r, 422, "nome is required: a string of 1 to %d bytes", NOME_MAX);
+		return;
+	}
+	if (json_object_object_get_ex(r->json, "descricao", &d) && d != NULL) {
+		if (js_get_string(r->json, "descricao", &descricao, &dlen) != 0 || dlen > DESCRICAO_MAX) {
+			resp_error(r, 422, "descricao must be null or a string of at most %d bytes",
+			    DESCRICAO_MAX);
+			return;
+		}
+	}
+	g = js_get_bool(r->json, "ativo", &ativo);
+	if (g < 0) {
+		resp_error(r, 422, "ativo must be true or false");
+		return;
+	}
+	if (g == 1 && (rc = current_ativo(api->db, id, &ativo)) != DB_OK) {
+		resp_db(r, rc, "sistema");
+		return;
+	}
+	rc = sist_put(api->db, id, nome, descricao, ativo, &created);
+	if (rc != DB_OK) {
+		resp_db(r, rc, "sistema");
+		return;
+	}
+	log_info("sistema %s %s by %s", id, created ? "created" : "updated", r->user.username);
+	rc = sist_get_json(api->db, id, &o);
+	if (rc != DB_OK) {
+		resp_db(r, rc, "sistema");
+		return;
+	}
+	resp_json(r, 200, o);
+}

@@ -1,0 +1,364 @@
+/*
+ * etl-api: the REST API as a FastCGI responder. One code path serves three
+ * ways of being run:
+ *   - spawned by the web server (lighttpd bin-path, mod_fcgid): the
+ *     listening socket is fd 0;
+ *   - an external socket (-s PATH or -p HOST:PORT, for Apache
+ *     mod_proxy_fcgi), optionally as -n N pre-forked children, stopping
+ *     gracefully on SIGTERM (the request in hand is finished first);
+ *   - plain CGI: one request on stdin/stdout when fd 0 is not a socket.
+ * Each process opens its own database connection and Redis publisher
+ * (never shared across fork) and serves one request at a time.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fcgiapp.h>
+
+#include "db.h"
+#include "handlers.h"
+#include "log.h"
+#include "pub.h"
+#include "route.h"
+#include "tok.h"
+#include "wake.h"
+
+#define MAX_CHILDREN 256
+#define LISTEN_BACKLOG 256
+#define STOP_GRACE_MS 15000 /* parent waits this long for children to finish, then kills */
+
+static volatile sig_atomic_t stopping;
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stopping = 1;
+	FCGX_ShutdownPending();
+}
+
+/* SIGTERM/SIGINT stop the accept loop: no SA_RESTART, so accept() returns EINTR. */
+static void
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_stop;
+	if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+		fatal("sigaction");
+	sa.sa_handler = SIG_IGN;
+	if (sigaction(SIGPIPE, &sa, NULL) != 0)
+		fatal("sigaction");
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: etl-api [-s PATH | -p [HOST:]PORT] [-n CHILDREN]\n"
+	    "       etl-api --routes | --version\n"
+	    "Without -s/-p: FastCGI on fd 0 when spawned by a web server, else one CGI request.\n"
+	    "Configuration comes from the environment (and ETL_ENV_FILE): see .env.example.\n");
+	exit(2);
+}
+
+/* Per-process resources, made after any fork. */
+static void
+api_open(struct api *api)
+{
+	char err[256];
+
+	api->pub = pub_open(&api->conf, err, sizeof(err));
+	if (api->pub == NULL)
+		fatalx("%s", err);
+	api->wake_dir = wake_dir_for(api->conf.wake_dir, api->conf.db_path);
+	api->started_ms = util_now_ms();
+	if (route_db_ensure(api) != 0)
+		log_warnx("database not available yet: requests get 503 until it is");
+}
+
+static void
+api_close(struct api *api)
+{
+	db_close(api->db);
+	api->db = NULL;
+	pub_close(api->pub);
+	api->pub = NULL;
+	free(api->wake_dir);
+	api->wake_dir = NULL;
+}
+
+/* The accept loop of one process. */
+static void
+serve(struct api *api, int listen_fd)
+{
+	FCGX_Request fr;
+	struct req r;
+
+	api_open(api);
+	if (FCGX_InitRequest(&fr, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
+		fatalx("FCGX_InitRequest failed");
+	log_info("serving (pid %d)", (int)getpid());
+	while (!stopping) {
+		if (FCGX_Accept_r(&fr) < 0) {
+			if (stopping)
+				break;
+			if (errno == EINTR)
+				continue;
+			log_warn("FCGX_Accept_r");
+			continue;
+		}
+		req_init(&r, api, 0, fr.in, fr.out, fr.envp);
+		route_dispatch(&r);
+		req_free(&r);
+		api->requests++;
+		FCGX_Finish_r(&fr);
+	}
+	FCGX_Free(&fr, 1);
+	log_info("stopping after %lld request(s)", (long long)api->requests);
+	api_close(api);
+}
+
+/* Plain CGI: one request on stdin/stdout. */
+static void
+serve_cgi(struct api *api)
+{
+	struct req r;
+
+	api_open(api);
+	req_init(&r, api, 1, NULL, NULL, NULL);
+	route_dispatch(&r);
+	req_free(&r);
+	if (fflush(stdout) != 0)
+		log_warn("writing the response");
+	api_close(api);
+}
+
+static pid_t
+spawn_child(struct api *api, int fd)
+{
+	pid_t pid = fork();
+
+	if (pid == -1) {
+		log_warn("fork");
+		return -1;
+	}
+	if (pid == 0) {
+		serve(api, fd);
+		conf_free(&api->conf);
+		exit(0);
+	}
+	return pid;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	(void)nanosleep(&ts, NULL);
+}
+
+/*
+ * Runs n children on fd, replacing any that dies (at most one restart per
+ * 100 ms). On SIGTERM: TERM to every child, wait up to STOP_GRACE_MS, then KILL.
+ */
+static int
+prefork(struct api *api, int fd, int n)
+{
+	pid_t pids[MAX_CHILDREN];
+	int alive = 0;
+
+	for (int i = 0; i < n; i++) {
+		pids[i] = spawn_child(api, fd);
+		alive += pids[i] > 0;
+	}
+	log_info("%d children serving", alive);
+	while (!stopping) {
+		int st;
+		pid_t pid = waitpid(-1, &st, 0);
+		if (pid == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == ECHILD) { /* every fork failed: try again shortly */
+				sleep_ms(100);
+				for (int i = 0; i < n; i++)
+					if (pids[i] <= 0)
+						pids[i] = spawn_child(api, fd);
+				continue;
+			}
+			fatal("waitpid");
+		}
+		for (int i = 0; i < n; i++) {
+			if (pids[i] != pid)
+				continue;
+			log_warnx("child %d ended (status %d): restarting", (int)pid, st);
+			pids[i] = -1;
+			if (!stopping) {
+				sleep_ms(100);
+				pids[i] = spawn_child(api, fd);
+			}
+		}
+	}
+	for (int i = 0; i < n; i++)
+		if (pids[i] > 0 && kill(pids[i], SIGTERM) != 0)
+			log_warn("kill %d", (int)pids[i]);
+	for (int64_t deadline = util_mono_ms() + STOP_GRACE_MS;;) {
+		int left = 0;
+		for (int i = 0; i < n; i++) {
+			if (pids[i] <= 0)
+				continue;
+			if (waitpid(pids[i], NULL, WNOHANG) == pids[i])
+				pids[i] = -1;
+			else
+				left++;
+		}
+		if (left == 0)
+			break;
+		if (util_mono_ms() >= deadline) {
+			for (int i = 0; i < n; i++)
+				if (pids[i] > 0) {
+					log_warnx("child %d did not stop: killing it", (int)pids[i]);
+					(void)kill(pids[i], SIGKILL);
+					(void)waitpid(pids[i], NULL, 0);
+				}
+			break;
+		}
+		sleep_ms(20);
+	}
+	log_info("all children stopped");
+	return 0;
+}
+
+/* Opens -s PATH or -p [HOST:]PORT. Returns the listening fd. */
+static int
+open_listener(const char *sock_path, const char *port)
+{
+	char addr[300];
+	int fd;
+
+	if (sock_path != NULL) {
+		if (unlink(sock_path) != 0 && errno != ENOENT)
+			fatal("unlink %s", sock_path);
+		fd = FCGX_OpenSocket(sock_path, LISTEN_BACKLOG);
+		if (fd < 0)
+			fatalx("cannot listen on %s", sock_path);
+		/* the web server's user (www-data) must be able to connect */
+		if (chmod(sock_path, 0666) != 0)
+			fatal("chmod %s", sock_path);
+		log_info("listening on %s", sock_path);
+		return fd;
+	}
+	/* a bare port would bind every address: default to loopback */
+	if (strchr(port, ':') == NULL)
+		snprintf(addr, sizeof(addr), "127.0.0.1:%s", port);
+	else if (port[0] == ':')
+		fatalx("-p needs a host (127.0.0.1:PORT), not %s", port);
+	else
+		snprintf(addr, sizeof(addr), "%s", port);
+	fd = FCGX_OpenSocket(addr, LISTEN_BACKLOG);
+	if (fd < 0)
+		fatalx("cannot listen on %s", addr);
+	log_info("listening on %s", addr);
+	return fd;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"routes", no_argument, NULL, 'R'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *sock_path = NULL, *port = NULL;
+	struct api api;
+	enum log_level lvl = LOG_LEVEL_INFO;
+	char err[512];
+	int ch, children = 1, routes = 0, fd, rc = 0;
+	int64_t n;
+
+	memset(&api, 0, sizeof(api));
+	while ((ch = getopt_long(argc, argv, "s:p:n:h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			sock_path = optarg;
+			break;
+		case 'p':
+			port = optarg;
+			break;
+		case 'n':
+			if (util_parse_i64(optarg, 1, MAX_CHILDREN, &n) != 0)
+				usage();
+			children = (int)n;
+			break;
+		case 'R':
+			routes = 1;
+			break;
+		case 'V':
+			printf("etl-api %s\n", ETL_VERSION);
+			return 0;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc || (sock_path && port))
+		usage();
+	if (routes) {
+		/* the table does not need a valid configuration, only the base */
+		const char *base = getenv("ETL_API_BASE");
+		route_print(stdout, base && *base ? base : "/api");
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
+
+	if (conf_load(&api.conf, err, sizeof(err)) != 0) {
+		fprintf(stderr, "etl-api: configuration: %s\n", err);
+		return 1;
+	}
+	if (log_parse_level(api.conf.log_level, &lvl) != 0)
+		lvl = LOG_LEVEL_INFO;
+	(void)log_init("etl-api", lvl, api.conf.log_file);
+	if (api.conf.secret == NULL || strlen(api.conf.secret) < TOK_MIN_SECRET)
+		fatalx("ETL_SECRET must be set to at least %d bytes", TOK_MIN_SECRET);
+	api.secret_len = strlen(api.conf.secret);
+	install_signals();
+
+	/* first admin, once, before serving (several processes may race: harmless) */
+	if (route_db_ensure(&api) == 0) {
+		if (hauth_bootstrap_admin(&api) != 0)
+			log_warnx("first admin not created");
+		db_close(api.db);
+		api.db = NULL;
+	}
+
+	if (sock_path || port) {
+		fd = open_listener(sock_path, port);
+	} else if (FCGX_IsCGI()) {
+		serve_cgi(&api);
+		goto out;
+	} else {
+		fd = 0; /* spawned by the web server */
+	}
+	if (FCGX_Init() != 0)
+		fatalx("FCGX_Init failed");
+	if (children > 1)
+		rc = prefork(&api, fd, children);
+	else
+		serve(&api, fd);
+	if (sock_path && unlink(sock_path) != 0)
+		log_warn("unlink %s", sock_path);
+out:
+	conf_free(&api.conf);
+	return rc;
+}

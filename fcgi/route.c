@@ -1,0 +1,218 @@
+/*
+ * route: the route table and the dispatcher (see route.h). The table is
+ * the single list of what the API answers: `etl-api --routes` prints it,
+ * and the openapi.yaml test checks the document against that output.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "db.h"
+#include "handlers.h"
+#include "js.h"
+#include "log.h"
+#include "resp.h"
+#include "route.h"
+
+static const struct route routes[] = {
+	{"POST", "/auth/login", hauth_login, ROUTE_PUBLIC, ROUTE_BODY},
+	{"GET", "/auth/me", hauth_me, ROLE_VIEWER, 0},
+	{"GET", "/users", hauth_users_list, ROLE_ADMIN, 0},
+	{"POST", "/users", hauth_users_create, ROLE_ADMIN, ROUTE_BODY},
+	{"DELETE", "/users/{username}", hauth_users_delete, ROLE_ADMIN, 0},
+	{"GET", "/sistemas", hsist_list, ROLE_VIEWER, 0},
+	{"GET", "/sistemas/{id}", hsist_get, ROLE_VIEWER, 0},
+	{"PUT", "/sistemas/{id}", hsist_put, ROLE_ADMIN, ROUTE_BODY},
+	{"POST", "/execute", hjobs_execute, ROLE_OPERATOR, ROUTE_BODY},
+	{"GET", "/jobs", hjobs_list, ROLE_VIEWER, 0},
+	{"GET", "/jobs/{id}", hjobs_get, ROLE_VIEWER, 0},
+	{"GET", "/jobs/{id}/logs", hjobs_logs, ROLE_VIEWER, 0},
+	{"POST", "/jobs/{id}/cancel", hjobs_cancel, ROLE_OPERATOR, 0},
+	{"GET", "/pool/status", hmisc_pool, ROLE_VIEWER, 0},
+	{"GET", "/health", hmisc_health, ROUTE_PUBLIC, ROUTE_NODB},
+	{"GET", "/metrics", hmisc_metrics, ROUTE_PUBLIC, ROUTE_NODB},
+};
+
+void
+route_print(FILE *f, const char *base)
+{
+	size_t blen = strlen(base);
+
+	while (blen > 0 && base[blen - 1] == '/')
+		blen--;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(routes); i++)
+		fprintf(f, "%s %.*s%s %s\n", routes[i].method, (int)blen, base, routes[i].pattern,
+		    routes[i].min_role == ROUTE_PUBLIC ? "public" : users_role_name(routes[i].min_role));
+}
+
+/*
+ * Matches the request's segments against a pattern. Returns 1 and fills
+ * params (pointers into r->segs) when every segment matches.
+ */
+static int
+match(const struct req *r, const char *pattern, const char **params, size_t *nparams)
+{
+	const char *p = pattern;
+	size_t i = 0, np = 0;
+
+	while (*p == '/') {
+		const char *s = p + 1;
+		size_t n = strcspn(s, "/");
+
+		if (i == r->nsegs)
+			return 0;
+		if (n >= 2 && s[0] == '{' && s[n - 1] == '}')
+			params[np++] = r->segs[i];
+		else if (strlen(r->segs[i]) != n || memcmp(r->segs[i], s, n) != 0)
+			return 0;
+		i++;
+		p = s + n;
+	}
+	if (i != r->nsegs)
+		return 0;
+	*nparams = np;
+	return 1;
+}
+
+/* Finds the route; on a path match with the wrong method, answers 405 with
+ * Allow. Returns the route or NULL (response written). */
+static const struct route *
+find(struct req *r)
+{
+	const char *params[REQ_MAX_SEGS];
+	struct buf allow = {0};
+	size_t np = 0;
+
+	if (!r->path_ok) {
+		resp_error(r, 404, "not found");
+		return NULL;
+	}
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(routes); i++) {
+		if (!match(r, routes[i].pattern, params, &np))
+			continue;
+		if (strcmp(routes[i].method, r->method) == 0) {
+			memcpy(r->params, params, np * sizeof(params[0]));
+			r->nparams = np;
+			buf_free(&allow);
+			return &routes[i];
+		}
+		if (allow.len)
+			buf_puts(&allow, ", ");
+		buf_puts(&allow, routes[i].method);
+	}
+	if (allow.len == 0) {
+		resp_error(r, 404, "not found");
+	} else {
+		resp_header(r, "Allow", "%s", allow.data);
+		resp_error(r, 405, "method not allowed");
+	}
+	buf_free(&allow);
+	return NULL;
+}
+
+int
+route_db_ensure(struct api *api)
+{
+	char err[256];
+
+	if (api->db != NULL)
+		return 0;
+	api->db = db_open(api->conf.db_path, DB_OPEN_CREATE, api->conf.db_busy_timeout, err, sizeof(err));
+	if (api->db == NULL) {
+		log_warnx("database %s: %s", api->conf.db_path, err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads, types and parses the body of a ROUTE_BODY route. Returns 0, or -1
+ * after an error response. */
+static int
+read_json(struct req *r)
+{
+	size_t max = (size_t)r->api->conf.max_body;
+	char err[128] = "";
+	int ok = 0, st;
+
+	if (!req_is_json(r)) {
+		const char *ct = req_env(r, "CONTENT_TYPE");
+		req_drain(r);
+		if (ct == NULL || *ct == '\0')
+			if (req_content_length(r) == 0) {
+				resp_error(r, 422, "a JSON body is required");
+				return -1;
+			}
+		resp_error(r, 415, "the body must be application/json");
+		return -1;
+	}
+	st = req_read_body(r, max);
+	if (st != 0) {
+		resp_error(r, st, "request body larger than %zu bytes", max);
+		return -1;
+	}
+	r->json = js_parse(r->body, r->body_len, max, JS_MAX_DEPTH, &ok, err, sizeof(err));
+	if (r->json == NULL) {
+		resp_error(r, 422, ok ? "the body must be a JSON object" : "malformed JSON: %s", err);
+		return -1;
+	}
+	if (!json_object_is_type(r->json, json_type_object)) {
+		resp_error(r, 422, "the body must be a JSON object");
+		return -1;
+	}
+	return 0;
+}
+
+void
+route_dispatch(struct req *r)
+{
+	const struct route *rt;
+	int64_t cl;
+
+	rt = find(r);
+	if (rt == NULL)
+		goto out;
+	r->route = rt;
+	cl = req_content_length(r);
+	if (cl < 0 || cl > r->api->conf.max_body) {
+		req_drain(r);
+		resp_error(r, 413, "request body larger than %d bytes", r->api->conf.max_body);
+		goto out;
+	}
+	if (!(rt->flags & ROUTE_NODB) && route_db_ensure(r->api) != 0) {
+		req_drain(r);
+		resp_error(r, 503, "database unavailable");
+		goto out;
+	}
+	if (rt->min_role != ROUTE_PUBLIC) {
+		if (hauth_authenticate(r) != 0) {
+			req_drain(r);
+			goto out;
+		}
+		if ((int)r->user.role < rt->min_role) {
+			req_drain(r);
+			resp_error(r, 403, "role %s may not do this", users_role_name(r->user.role));
+			goto out;
+		}
+	}
+	if (rt->flags & ROUTE_BODY) {
+		if (read_json(r) != 0)
+			goto out;
+	} else {
+		req_drain(r);
+	}
+	if (!r->query_ok) {
+		resp_error(r, 422, "malformed query string");
+		goto out;
+	}
+	rt->fn(r);
+	if (!r->responded) {
+		log_warnx("%s %s: handler gave no response", rt->method, rt->pattern);
+		resp_error(r, 500, "internal error");
+	}
+out:
+	log_debug("%s %s -> %d (%lld ms)%s%s", r->method, rt ? rt->pattern : "(no route)", r->status,
+	    (long long)(util_mono_ms() - r->t0), r->authed ? " user=" : "",
+	    r->authed ? r->user.username : "");
+}
