@@ -28,7 +28,7 @@
 
 #define CLIENTS_INBOUND_MAX 4096 /* bytes of one inbound message */
 #define CLIENTS_MAX_TYPES 8      /* names in a ?types= filter */
-#define CLIENTS_BATCH 64         /* frames written per writeable callback */
+#define CLIENTS_BATCH 256        /* frames written per writeable callback, at most */
 #define CLIENTS_KILL_S 2         /* s a closing client gets to take its close frame */
 #define CLIENTS_MAX_ORIGINS 32
 
@@ -68,6 +68,7 @@ struct clients {
 	char *secret;
 	size_t secret_len;
 	uint32_t max_backlog;
+	size_t slice; /* messages taken from the relay per loop turn */
 	char *origins_buf;
 	const char *origins[CLIENTS_MAX_ORIGINS];
 	int norigins;
@@ -357,16 +358,26 @@ write_pending(struct clients *cs, struct client *c)
 	return 0;
 }
 
+/*
+ * Takes a slice of what the relay handed over: at most a quarter of the
+ * backlog per loop turn, so that the clients that keep up are written to
+ * between slices and a burst never looks like a slow consumer. The rest
+ * waits in the relay's bounded list; waking ourselves comes back for it
+ * after this turn's writes.
+ */
 static void
-take_from_relay(struct clients *cs)
+take_from_relay(struct clients *cs, struct lws *wsi)
 {
 	struct relay_msg *m, *next;
+	int more;
 
-	for (m = relay_take(cs->relay); m != NULL; m = next) {
+	for (m = relay_take(cs->relay, cs->slice, &more); m != NULL; m = next) {
 		next = m->next;
 		m->next = NULL;
 		push(cs, m);
 	}
+	if (more)
+		lws_cancel_service(lws_get_context(wsi));
 }
 
 /* ---- the protocol callback -------------------------------------------- */
@@ -383,7 +394,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 	switch (reason) {
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		if (cs != NULL)
-			take_from_relay(cs);
+			take_from_relay(cs, wsi);
 		return 0;
 
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
@@ -483,6 +494,7 @@ clients_new(const struct conf *cf, char *err, size_t errlen)
 	cs->secret = xstrdup(cf->secret);
 	cs->secret_len = strlen(cf->secret);
 	cs->max_backlog = (uint32_t)cf->wsd_max_backlog;
+	cs->slice = cs->max_backlog / 4 > 0 ? cs->max_backlog / 4 : 1;
 	if (parse_origins(cs, cf->wsd_allowed_origins, err, errlen) != 0) {
 		clients_free(cs);
 		return NULL;

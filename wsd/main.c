@@ -257,7 +257,7 @@ main(int argc, char **argv)
 		unlink_stale_socket(args.unix_path);
 		info.options |= LWS_SERVER_OPTION_UNIX_SOCK;
 		info.iface = args.unix_path;
-		info.port = 1; /* ignored for unix sockets, but 0 would mean "no listener" */
+		info.port = 0; /* lws binds the unix socket only with port 0 */
 	} else {
 		info.iface = args.host;
 		info.port = args.port;

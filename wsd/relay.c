@@ -200,16 +200,28 @@ handoff(struct relay *r, struct relay_msg *m)
 }
 
 struct relay_msg *
-relay_take(struct relay *r)
+relay_take(struct relay *r, size_t max, int *more)
 {
-	struct relay_msg *list;
+	struct relay_msg *list, *last = NULL, *m;
+	size_t n = 0;
 
-	if (r == NULL)
+	*more = 0;
+	if (r == NULL || max == 0)
 		return NULL;
 	pthread_mutex_lock(&r->mu);
 	list = r->head;
-	r->head = r->tail = NULL;
-	r->queued_bytes = 0;
+	for (m = r->head; m != NULL && n < max; m = m->next) {
+		r->queued_bytes -= m->len;
+		last = m;
+		n++;
+	}
+	if (last != NULL) {
+		r->head = last->next;
+		last->next = NULL;
+		if (r->head == NULL)
+			r->tail = NULL;
+	}
+	*more = r->head != NULL;
 	pthread_mutex_unlock(&r->mu);
 	return list;
 }
@@ -498,6 +510,7 @@ void
 relay_stop(struct relay *r)
 {
 	struct relay_msg *m, *next;
+	int more;
 
 	if (r == NULL)
 		return;
@@ -507,7 +520,7 @@ relay_stop(struct relay *r)
 		if (pthread_join(r->thread, NULL) != 0)
 			log_warnx("relay: pthread_join failed");
 	}
-	for (m = relay_take(r); m != NULL; m = next) {
+	for (m = relay_take(r, SIZE_MAX, &more); m != NULL; m = next) {
 		next = m->next;
 		relay_msg_free(m);
 	}

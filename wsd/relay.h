@@ -73,11 +73,12 @@ struct relay *relay_start(const struct conf *c, struct lws_context *ctx, char *e
 void relay_stop(struct relay *r);
 
 /*
- * Takes every message handed over so far, oldest first, as a list linked by
- * ->next (NULL when none). The caller owns them (free with relay_msg_free).
- * Any thread may call it; the loop does.
+ * Takes at most max messages handed over so far, oldest first, as a list
+ * linked by ->next (NULL when none); *more says whether others wait. The
+ * caller owns them (free with relay_msg_free). Any thread may call it; the
+ * loop does.
  */
-struct relay_msg *relay_take(struct relay *r);
+struct relay_msg *relay_take(struct relay *r, size_t max, int *more);
 
 /* Snapshot of the counters and state (any thread). */
 void relay_get_stats(struct relay *r, struct relay_stats *out);
