@@ -2,6 +2,7 @@
 # cmocka program linked with the shared library.
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+$(BUILD)/tests/unit/%.o: ALL_CFLAGS += -DFIXTURES='"$(abspath ..)/shared/fixtures"'
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
 	@mkdir -p $(@D)

@@ -1,0 +1,205 @@
+/* db + migrate: fresh and legacy databases, idempotence, refusal cases. */
+#include "unit.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "db.h"
+#include "migrate.h"
+
+#ifndef FIXTURES
+#define FIXTURES "../shared/fixtures"
+#endif
+
+static int64_t
+count(struct db *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	int64_t n = -1;
+	assert_int_equal(sqlite3_prepare_v2(db_sqlite(db), sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static void
+fresh_database(void **state)
+{
+	char path[64], err[256];
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	assert_null(db_open(path, 0, 1000, err, sizeof(err))); /* no CREATE: refused */
+	struct db *db = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(migrate_version(db_sqlite(db)), migrate_latest());
+	assert_int_equal(count(db, "SELECT count(*) FROM pragma_index_list('jobs') WHERE name = 'idx_jobs_status_slot'"), 1);
+	db_close(db);
+	unit_rmdb(path);
+}
+
+static void
+legacy_migrated_in_place(void **state)
+{
+	char path[64], err[256], cmd[512];
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	snprintf(cmd, sizeof(cmd), "sqlite3 %s < %s/legacy-v1.sql", path, FIXTURES);
+	assert_int_equal(system(cmd), 0);
+	struct db *db = db_open(path, 0, 1000, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(count(db, "SELECT count(*) FROM jobs"), 5);
+	assert_int_equal(count(db, "SELECT count(*) FROM sistemas"), 4);
+	assert_int_equal(count(db, "SELECT count(*) FROM users"), 1);
+	assert_int_equal(count(db, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name IN ('worker_slot', 'locked_at')"), 2);
+	assert_int_equal(count(db, "SELECT count(*) FROM job_logs"), 5);
+	assert_int_equal(count(db, "SELECT count(*) FROM job_logs WHERE job_id = 2 AND seq = 2 AND level = 'ERROR' AND sistema = 'maps'"), 1);
+	assert_int_equal(count(db, "SELECT count(*) FROM jobs WHERE created_at LIKE '%Z'"), 5);
+	assert_int_equal(count(db, "SELECT count(*) FROM job_sistemas WHERE job_id = 4"), 2);
+	/* the unparseable legacy params are kept as they were */
+	assert_int_equal(count(db, "SELECT count(*) FROM jobs WHERE params = 'not json at all'"), 1);
+	db_close(db);
+	/* twice: nothing changes */
+	db = db_open(path, 0, 1000, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(count(db, "SELECT count(*) FROM job_logs"), 5);
+	assert_int_equal(count(db, "SELECT count(*) FROM jobs"), 5);
+	db_close(db);
+	unit_rmdb(path);
+}
+
+static void
+newer_schema_refused(void **state)
+{
+	char path[64], err[256];
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	struct db *db = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(sqlite3_exec(db_sqlite(db), "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	db_close(db);
+	assert_null(db_open(path, 0, 1000, err, sizeof(err)));
+	assert_non_null(strstr(err, "newer"));
+	unit_rmdb(path);
+}
+
+static void
+corrupt_file_refused(void **state)
+{
+	char path[64], err[256];
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	int fd = open(path, O_WRONLY | O_CREAT, 0600);
+	char junk[4096];
+	memset(junk, 'Z', sizeof(junk));
+	assert_true(write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk));
+	close(fd);
+	assert_null(db_open(path, 0, 1000, err, sizeof(err)));
+	assert_non_null(strstr(err, path));
+	unit_rmdb(path);
+}
+
+static void
+unwritable_refused_without_half_migration(void **state)
+{
+	char path[64], err[256], cmd[512];
+	(void)state;
+	if (geteuid() == 0) {
+		/* root ignores file modes: make it read-only through SQLite instead */
+	}
+	unit_tmpdb(path, sizeof(path));
+	snprintf(cmd, sizeof(cmd), "sqlite3 %s < %s/legacy-v1.sql", path, FIXTURES);
+	assert_int_equal(system(cmd), 0);
+	/* A read-only open (what an unwritable file gives) cannot migrate. */
+	sqlite3 *h;
+	assert_int_equal(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	char merr[256];
+	assert_int_equal(migrate_apply(h, merr, sizeof(merr)), -1);
+	assert_int_equal(migrate_version(h), 0);
+	sqlite3_close(h);
+	/* still the legacy shape: no column was added */
+	struct db *db = db_open(path, DB_OPEN_NOMIGRATE, 1000, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(count(db, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'worker_slot'"), 0);
+	db_close(db);
+	unit_rmdb(path);
+}
+
+static void
+busy_reported_distinctly(void **state)
+{
+	char path[64], err[256];
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	struct db *a = db_open(path, DB_OPEN_CREATE, 100, err, sizeof(err));
+	struct db *b = db_open(path, 0, 100, err, sizeof(err));
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(db_begin(a), DB_OK);
+	assert_int_equal(db_begin(b), DB_BUSY);
+	db_rollback(a);
+	assert_int_equal(db_begin(b), DB_OK);
+	assert_int_equal(db_commit(b), DB_OK);
+	db_close(a);
+	db_close(b);
+	unit_rmdb(path);
+}
+
+static void
+concurrent_first_open(void **state)
+{
+	char path[64], err[256];
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	for (int i = 0; i < 6; i++)
+		if (fork() == 0) {
+			struct db *db = db_open(path, DB_OPEN_CREATE, 10000, err, sizeof(err));
+			_exit(db ? 0 : 1);
+		}
+	int ok = 0, st;
+	while (wait(&st) > 0)
+		ok += WIFEXITED(st) && WEXITSTATUS(st) == 0;
+	assert_int_equal(ok, 6);
+	struct db *db = db_open(path, 0, 1000, err, sizeof(err));
+	assert_int_equal(migrate_version(db_sqlite(db)), migrate_latest());
+	db_close(db);
+	unit_rmdb(path);
+}
+
+static void
+full_disk_is_reported(void **state)
+{
+	char path[64], err[256];
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	struct db *db = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
+	assert_non_null(db);
+	/* max_page_count is SQLite's own quota: hitting it is SQLITE_FULL,
+	 * exactly what a full disk gives. */
+	assert_int_equal(sqlite3_exec(db_sqlite(db), "PRAGMA max_page_count = 40", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(db_begin(db), DB_OK);
+	int rc = sqlite3_exec(db_sqlite(db),
+	    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) "
+	    "INSERT INTO sistemas (id, nome) SELECT 's' || i, hex(randomblob(100)) FROM n", NULL, NULL, NULL);
+	assert_int_equal(db_map(rc), DB_FULL);
+	db_rollback(db);
+	db_close(db);
+	unit_rmdb(path);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(fresh_database),
+		cmocka_unit_test(legacy_migrated_in_place),
+		cmocka_unit_test(newer_schema_refused),
+		cmocka_unit_test(corrupt_file_refused),
+		cmocka_unit_test(unwritable_refused_without_half_migration),
+		cmocka_unit_test(busy_reported_distinctly),
+		cmocka_unit_test(concurrent_first_open),
+		cmocka_unit_test(full_disk_is_reported),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,515 @@
+/* jobq: the queue's rules one by one, then a multi-process race. */
+#include "unit.h"
+
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "db.h"
+#include "jobq.h"
+#include "js.h"
+#include "sist.h"
+
+static char path[64];
+static struct db *db;
+
+static int
+setup(void **state)
+{
+	char err[256];
+	int created;
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	db = db_open(path, DB_OPEN_CREATE, 10000, err, sizeof(err));
+	assert_non_null(db);
+	const char *ids[] = {"a", "b", "c", "d", "e"};
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(sist_put(db, ids[i], ids[i], NULL, 1, &created), DB_OK);
+	assert_int_equal(sist_put(db, "off", "Off", NULL, 0, &created), DB_OK);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	db_close(db);
+	unit_rmdb(path);
+	return 0;
+}
+
+static int64_t
+enq(const char *s1, const char *s2)
+{
+	const char *s[2] = {s1, s2};
+	int64_t id;
+	int existed;
+	uint64_t mask;
+	char bad[65];
+	assert_int_equal(jobq_enqueue(db, s, s2 ? 2 : 1, NULL, "t", NULL, &id, &existed, &mask, bad), DB_OK);
+	return id;
+}
+
+static int64_t
+scalar(const char *sql)
+{
+	sqlite3_stmt *st;
+	int64_t n = -1;
+	assert_int_equal(sqlite3_prepare_v2(db_sqlite(db), sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static void
+transitions_table(void **state)
+{
+	(void)state;
+	assert_true(jobq_transition_ok(JOB_PENDING, JOB_RUNNING));
+	assert_true(jobq_transition_ok(JOB_PENDING, JOB_CANCELLED));
+	assert_true(jobq_transition_ok(JOB_RUNNING, JOB_COMPLETED));
+	assert_true(jobq_transition_ok(JOB_RUNNING, JOB_ERROR));
+	assert_true(jobq_transition_ok(JOB_RUNNING, JOB_CANCELLED));
+	assert_false(jobq_transition_ok(JOB_PENDING, JOB_COMPLETED));
+	assert_false(jobq_transition_ok(JOB_COMPLETED, JOB_RUNNING));
+	assert_false(jobq_transition_ok(JOB_CANCELLED, JOB_PENDING));
+	assert_false(jobq_transition_ok(JOB_ERROR, JOB_COMPLETED));
+}
+
+static void
+enqueue_validates(void **state)
+{
+	const char *s[2] = {"a", "nope"};
+	int64_t id;
+	int existed;
+	uint64_t mask;
+	char bad[65] = "";
+	(void)state;
+	int64_t before = scalar("SELECT count(*) FROM jobs");
+	assert_int_equal(jobq_enqueue(db, s, 2, NULL, "t", NULL, &id, &existed, &mask, bad), DB_INVALID);
+	assert_string_equal(bad, "nope");
+	s[1] = "off";
+	assert_int_equal(jobq_enqueue(db, s, 2, NULL, "t", NULL, &id, &existed, &mask, bad), DB_INVALID);
+	assert_string_equal(bad, "off");
+	assert_int_equal(scalar("SELECT count(*) FROM jobs"), before);
+	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE status = 'PENDING'"), 0);
+}
+
+static void
+enqueue_idempotent(void **state)
+{
+	const char *s[1] = {"a"};
+	int64_t id1, id2;
+	int existed;
+	uint64_t mask;
+	char bad[65];
+	(void)state;
+	assert_int_equal(jobq_enqueue(db, s, 1, "{\"x\":1}", "alice", "key-1", &id1, &existed, &mask, bad), DB_OK);
+	assert_false(existed);
+	assert_int_equal(mask, 1);
+	assert_int_equal(jobq_enqueue(db, s, 1, "{\"x\":1}", "alice", "key-1", &id2, &existed, &mask, bad), DB_OK);
+	assert_true(existed);
+	assert_int_equal(id1, id2);
+	/* the same key from another user is another job */
+	assert_int_equal(jobq_enqueue(db, s, 1, NULL, "bob", "key-1", &id2, &existed, &mask, bad), DB_OK);
+	assert_false(existed);
+	assert_int_not_equal(id1, id2);
+	struct job j;
+	assert_int_equal(jobq_get(db, id1, &j), DB_OK);
+	assert_string_equal(j.params, "{\"x\":1}");
+	assert_int_equal(j.status, JOB_PENDING);
+	assert_int_equal(j.nsistemas, 1);
+	jobq_job_clear(&j);
+}
+
+static void
+acquire_fifo_slots_and_limit(void **state)
+{
+	struct job j1, j2, j3;
+	(void)state;
+	int64_t a = enq("a", NULL), b = enq("b", NULL), c = enq("c", NULL);
+	assert_int_equal(jobq_acquire(db, 1, 2, 1, &j1), 1);
+	assert_int_equal(j1.id, a);
+	assert_int_equal(j1.worker_slot, 0);
+	assert_int_equal(j1.status, JOB_RUNNING);
+	assert_int_equal(jobq_acquire(db, 1, 2, 1, &j2), 1);
+	assert_int_equal(j2.id, b);
+	assert_int_equal(j2.worker_slot, 1);
+	assert_int_equal(jobq_acquire(db, 1, 2, 1, &j3), 0); /* two slots busy */
+	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id IN ('a','b') AND status = 'RUNNING' AND progresso = 0"), 2);
+	assert_int_equal(jobq_finish(db, a, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL), DB_OK);
+	assert_int_equal(jobq_finish(db, a, JOB_ERROR, 1, 1, "x", NULL, 0, NULL), DB_CONFLICT);
+	assert_int_equal(jobq_acquire(db, 1, 2, 1, &j3), 1);
+	assert_int_equal(j3.id, c);
+	assert_int_equal(j3.worker_slot, 0); /* the lowest free slot */
+	assert_int_equal(jobq_finish(db, b, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL), DB_OK);
+	assert_int_equal(jobq_finish(db, c, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL), DB_OK);
+	jobq_job_clear(&j1);
+	jobq_job_clear(&j2);
+	jobq_job_clear(&j3);
+}
+
+static void
+exclusivity_skips_to_next_free(void **state)
+{
+	struct job j1, j2, j3;
+	(void)state;
+	int64_t x = enq("d", NULL), y = enq("d", "e"), z = enq("e", NULL);
+	assert_int_equal(jobq_acquire(db, 1, 3, 1, &j1), 1);
+	assert_int_equal(j1.id, x);
+	assert_int_equal(jobq_acquire(db, 1, 3, 1, &j2), 1);
+	assert_int_equal(j2.id, z); /* y waits for d */
+	assert_int_equal(jobq_acquire(db, 1, 3, 1, &j3), 0);
+	assert_int_equal(jobq_finish(db, x, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL), DB_OK);
+	assert_int_equal(jobq_acquire(db, 1, 3, 1, &j3), 0); /* e still busy */
+	assert_int_equal(jobq_finish(db, z, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL), DB_OK);
+	assert_int_equal(jobq_acquire(db, 1, 3, 1, &j3), 1);
+	assert_int_equal(j3.id, y);
+	assert_int_equal(jobq_finish(db, y, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL), DB_OK);
+	jobq_job_clear(&j1);
+	jobq_job_clear(&j2);
+	jobq_job_clear(&j3);
+	/* without exclusivity both start */
+	x = enq("d", NULL);
+	y = enq("d", NULL);
+	assert_int_equal(jobq_acquire(db, 1, 3, 0, &j1), 1);
+	assert_int_equal(jobq_acquire(db, 1, 3, 0, &j2), 1);
+	assert_int_equal(jobq_finish(db, x, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL), DB_OK);
+	assert_int_equal(jobq_finish(db, y, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL), DB_OK);
+	jobq_job_clear(&j1);
+	jobq_job_clear(&j2);
+}
+
+static void
+finish_applies_sistema_updates(void **state)
+{
+	struct job j;
+	(void)state;
+	int64_t id = enq("a", "b");
+	assert_int_equal(jobq_acquire(db, 1, 1, 1, &j), 1);
+	struct sist_update u[2] = {
+		{"a", "SUCCESS", 100, NULL, 1},
+		{"b", "ERROR", 40, "exit code 2", 1},
+	};
+	int64_t fin;
+	assert_int_equal(jobq_finish(db, id, JOB_ERROR, 1, 2, "exit code 2", u, 2, &fin), DB_OK);
+	assert_true(fin > 0);
+	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id = 'a' AND status = 'SUCCESS' AND progresso = 100 AND ultima_execucao IS NOT NULL"), 1);
+	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id = 'b' AND status = 'ERROR' AND mensagem = 'exit code 2'"), 1);
+	jobq_job_clear(&j);
+	assert_int_equal(jobq_get(db, id, &j), DB_OK);
+	assert_int_equal(j.status, JOB_ERROR);
+	assert_true(j.has_exit_code);
+	assert_int_equal(j.exit_code, 2);
+	struct json_object *o = jobq_job_json(&j);
+	struct json_object *v;
+	assert_true(json_object_object_get_ex(o, "duracao_segundos", &v));
+	assert_true(json_object_is_type(v, json_type_double));
+	json_object_put(o);
+	jobq_job_clear(&j);
+}
+
+static void
+cancel_paths(void **state)
+{
+	struct job j, r;
+	enum jobq_cancel_result res;
+	int64_t ids[4];
+	(void)state;
+	int64_t p = enq("c", NULL);
+	assert_int_equal(jobq_cancel(db, p, &res, &j), DB_OK);
+	assert_int_equal(res, JOBQ_CANCELLED_NOW);
+	assert_int_equal(j.status, JOB_CANCELLED);
+	jobq_job_clear(&j);
+	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id = 'c' AND status = 'IDLE'"), 1);
+	assert_int_equal(jobq_cancel(db, p, &res, &j), DB_OK);
+	assert_int_equal(res, JOBQ_CANCEL_FINISHED);
+	jobq_job_clear(&j);
+	assert_int_equal(jobq_cancel(db, 999999, &res, &j), DB_NOTFOUND);
+
+	int64_t q = enq("c", NULL);
+	assert_int_equal(jobq_acquire(db, 7, 1, 1, &r), 1);
+	assert_int_equal(jobq_cancel_requests(db, 7, ids, 4), 0);
+	assert_int_equal(jobq_cancel(db, q, &res, &j), DB_OK);
+	assert_int_equal(res, JOBQ_CANCEL_REQUESTED);
+	assert_int_equal(j.status, JOB_RUNNING);
+	assert_true(j.cancel_requested);
+	jobq_job_clear(&j);
+	assert_int_equal(jobq_cancel_requests(db, 7, ids, 4), 1);
+	assert_int_equal(ids[0], q);
+	assert_int_equal(jobq_cancel_requests(db, 8, ids, 4), 0);
+	assert_int_equal(jobq_finish(db, q, JOB_CANCELLED, 0, 0, "cancelled", NULL, 0, NULL), DB_OK);
+	jobq_job_clear(&r);
+}
+
+static void
+orphans_and_dead_workers(void **state)
+{
+	struct job j;
+	int64_t ids[8], wid;
+	(void)state;
+	assert_int_equal(jobq_worker_register(db, "h", 1234, "boot", 2, &wid), DB_OK);
+	int64_t a = enq("a", NULL);
+	assert_int_equal(jobq_acquire(db, wid, 2, 1, &j), 1);
+	jobq_job_clear(&j);
+	/* fresh lease: not an orphan */
+	assert_int_equal(jobq_sweep_orphans(db, 60, "orphaned", ids, 8), 0);
+	/* an old lease is */
+	assert_int_equal(sqlite3_exec(db_sqlite(db), "UPDATE jobs SET locked_at = '2000-01-01T00:00:00.000Z' WHERE status = 'running'", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(jobq_sweep_orphans(db, 60, "orphaned", ids, 8), 1);
+	assert_int_equal(ids[0], a);
+	assert_int_equal(scalar("SELECT count(*) FROM jobs WHERE status = 'error' AND error_message = 'orphaned'"), 1);
+	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id = 'a' AND status = 'ERROR'"), 1);
+	/* renewal keeps a long job alive */
+	int64_t b = enq("b", NULL);
+	assert_int_equal(jobq_acquire(db, wid, 2, 1, &j), 1);
+	jobq_job_clear(&j);
+	assert_int_equal(jobq_renew(db, wid), DB_OK);
+	assert_int_equal(jobq_sweep_orphans(db, 60, "orphaned", ids, 8), 0);
+	/* a dead worker's jobs close at once */
+	assert_int_equal(jobq_close_worker_jobs(db, wid, "orphaned: worker died", ids, 8), 1);
+	assert_int_equal(ids[0], b);
+	struct worker_info w[4];
+	assert_int_equal(jobq_workers_on_host(db, "h", w, 4), 1);
+	assert_int_equal(w[0].pid, 1234);
+	enum worker_state ws;
+	assert_int_equal(jobq_worker_state(db, 30, &ws), DB_OK);
+	assert_int_equal(ws, WORKER_ALIVE);
+	assert_int_equal(jobq_worker_unregister(db, wid), DB_OK);
+	assert_int_equal(jobq_worker_state(db, 30, &ws), DB_OK);
+	assert_int_equal(ws, WORKER_ABSENT);
+	/* a running job nobody holds (legacy) is closed by the sweep */
+	assert_int_equal(sqlite3_exec(db_sqlite(db), "INSERT INTO jobs (tipo, status, created_at, locked_at) VALUES ('execucao', 'running', '2026-01-01T00:00:00.000Z', NULL)", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(jobq_sweep_orphans(db, 7200, "orphaned", ids, 8), 1);
+}
+
+static void
+logs_paging(void **state)
+{
+	struct logline l[300];
+	struct json_object *o, *v;
+	(void)state;
+	int64_t id = enq("e", NULL);
+	for (int i = 0; i < 300; i++)
+		l[i] = (struct logline){id, i + 1, util_now_ms(), "INFO", "e", "linha \"x\" </script>"};
+	assert_int_equal(jobq_append_logs(db, l, 300), DB_OK);
+	int64_t last;
+	assert_int_equal(jobq_last_seq(db, id, &last), DB_OK);
+	assert_int_equal(last, 300);
+	assert_int_equal(jobq_logs_json(db, id, 0, 100, &o), DB_OK);
+	json_object_object_get_ex(o, "next", &v);
+	assert_int_equal(json_object_get_int64(v), 100);
+	json_object_object_get_ex(o, "lines", &v);
+	assert_int_equal(json_object_array_length(v), 100);
+	json_object_put(o);
+	assert_int_equal(jobq_logs_json(db, id, 299, 100, &o), DB_OK);
+	json_object_object_get_ex(o, "lines", &v);
+	assert_int_equal(json_object_array_length(v), 1);
+	json_object_put(o);
+	assert_int_equal(jobq_logs_json(db, id, 300, 100, &o), DB_OK);
+	json_object_object_get_ex(o, "next", &v);
+	assert_int_equal(json_object_get_int64(v), 300);
+	json_object_put(o);
+	assert_int_equal(jobq_logs_json(db, 987654, 0, 10, &o), DB_NOTFOUND);
+	/* a duplicate seq is refused whole */
+	assert_int_equal(jobq_append_logs(db, l, 1), DB_CONFLICT);
+}
+
+static void
+list_counts_slots(void **state)
+{
+	struct json_object *o, *v;
+	int64_t counts[JOB__MAX];
+	struct slot_info s[3];
+	struct job j;
+	enum jobq_cancel_result res;
+	(void)state;
+	for (int i = 0; i < 5; i++)
+		enq("a", NULL);
+	assert_int_equal(jobq_cancel(db, enq("b", NULL), &res, &j), DB_OK);
+	jobq_job_clear(&j);
+	assert_int_equal(jobq_acquire(db, 1, 3, 1, &j), 1);
+	assert_int_equal(jobq_finish(db, j.id, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL), DB_OK);
+	jobq_job_clear(&j);
+	assert_int_equal(jobq_counts(db, counts), DB_OK);
+	assert_int_equal(counts[JOB_PENDING], 4);
+	assert_int_equal(counts[JOB_CANCELLED], 1);
+	assert_int_equal(counts[JOB_COMPLETED], 1);
+	int64_t total = 0;
+	for (int i = 0; i < JOB__MAX; i++)
+		total += counts[i];
+	assert_int_equal(jobq_list_json(db, -1, 2, 0, &o), DB_OK);
+	json_object_object_get_ex(o, "total", &v);
+	assert_int_equal(json_object_get_int64(v), total);
+	json_object_object_get_ex(o, "items", &v);
+	assert_int_equal(json_object_array_length(v), 2);
+	/* newest first */
+	int64_t first = json_object_get_int64(json_object_object_get(json_object_array_get_idx(v, 0), "id"));
+	int64_t second = json_object_get_int64(json_object_object_get(json_object_array_get_idx(v, 1), "id"));
+	assert_true(first > second);
+	json_object_put(o);
+	assert_int_equal(jobq_list_json(db, JOB_CANCELLED, 500, 0, &o), DB_OK);
+	json_object_object_get_ex(o, "total", &v);
+	assert_int_equal(json_object_get_int64(v), counts[JOB_CANCELLED]);
+	json_object_put(o);
+	assert_int_equal(jobq_slots(db, 3, s), DB_OK);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(s[i].slot_id, i);
+	double bounds[] = {1, 10, 60};
+	int64_t bc[3], cnt;
+	double sum;
+	assert_int_equal(jobq_duration_hist(db, bounds, 3, bc, &sum, &cnt), DB_OK);
+	assert_true(cnt > 0);
+	assert_true(bc[2] >= bc[0]);
+}
+
+static void
+prune_and_requeue(void **state)
+{
+	int64_t deleted, nid;
+	struct job j;
+	struct logline l = {0, 1, 0, "INFO", "a", "x"};
+	(void)state;
+	enq("a", NULL);
+	assert_int_equal(jobq_acquire(db, 1, 3, 1, &j), 1);
+	l.job_id = j.id;
+	assert_int_equal(jobq_append_logs(db, &l, 1), DB_OK);
+	assert_int_equal(jobq_finish(db, j.id, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL), DB_OK);
+	jobq_job_clear(&j);
+	int64_t done = scalar("SELECT id FROM jobs WHERE status = 'completed' ORDER BY id LIMIT 1");
+	assert_int_equal(jobq_requeue(db, done, "admin", &nid), DB_OK);
+	assert_true(nid > done);
+	int64_t pend = scalar("SELECT id FROM jobs WHERE status = 'pending' ORDER BY id LIMIT 1");
+	assert_int_equal(jobq_requeue(db, pend, "admin", &nid), DB_CONFLICT);
+	int64_t before = scalar("SELECT count(*) FROM jobs WHERE status IN ('completed','error','cancelled')");
+	assert_true(before > 0);
+	assert_int_equal(jobq_prune(db, util_now_ms() - 86400000, &deleted), DB_OK);
+	assert_int_equal(deleted, 0);
+	assert_int_equal(jobq_prune(db, util_now_ms() + 1000, &deleted), DB_OK);
+	assert_int_equal(deleted, before);
+	assert_int_equal(scalar("SELECT count(*) FROM job_logs l LEFT JOIN jobs j ON j.id = l.job_id WHERE j.id IS NULL"), 0);
+}
+
+/* ---- the race: P processes, many jobs, one database file ---- */
+
+#define RACE_JOBS 2000
+#define RACE_PROCS 4
+#define RACE_SLOTS 3
+
+struct shared {
+	int running;                /* jobs running now (by our count) */
+	int max_running;
+	int per_sistema[5];
+	int violations;
+	int busy_errors;
+	int acquired[RACE_JOBS + 1];
+};
+
+static void
+race_child(struct shared *sh, int64_t first)
+{
+	char err[256];
+	struct db *d = db_open(path, 0, 10000, err, sizeof(err));
+	struct job j;
+	int idle = 0;
+
+	if (d == NULL)
+		_exit(3);
+	while (idle < 50) {
+		int r = jobq_acquire(d, getpid(), RACE_SLOTS, 1, &j);
+		if (r < 0) {
+			if (r == DB_BUSY)
+				__atomic_add_fetch(&sh->busy_errors, 1, __ATOMIC_SEQ_CST);
+			continue;
+		}
+		if (r == 0) {
+			idle++;
+			usleep(1000);
+			continue;
+		}
+		idle = 0;
+		int n = __atomic_add_fetch(&sh->running, 1, __ATOMIC_SEQ_CST);
+		if (n > RACE_SLOTS)
+			__atomic_add_fetch(&sh->violations, 1, __ATOMIC_SEQ_CST);
+		for (size_t i = 0; i < j.nsistemas; i++)
+			if (__atomic_add_fetch(&sh->per_sistema[j.sistemas[i][0] - 'a'], 1, __ATOMIC_SEQ_CST) > 1)
+				__atomic_add_fetch(&sh->violations, 1, __ATOMIC_SEQ_CST);
+		__atomic_add_fetch(&sh->acquired[j.id - first], 1, __ATOMIC_SEQ_CST);
+		for (size_t i = 0; i < j.nsistemas; i++)
+			__atomic_sub_fetch(&sh->per_sistema[j.sistemas[i][0] - 'a'], 1, __ATOMIC_SEQ_CST);
+		__atomic_sub_fetch(&sh->running, 1, __ATOMIC_SEQ_CST);
+		enum db_rc rc;
+		while ((rc = jobq_finish(d, j.id, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL)) == DB_BUSY)
+			__atomic_add_fetch(&sh->busy_errors, 1, __ATOMIC_SEQ_CST);
+		if (rc != DB_OK)
+			__atomic_add_fetch(&sh->violations, 1, __ATOMIC_SEQ_CST);
+		jobq_job_clear(&j);
+	}
+	db_close(d);
+	_exit(0);
+}
+
+static void
+multi_process_race(void **state)
+{
+	struct shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	const char *names[] = {"a", "b", "c", "d", "e"};
+	int64_t first = -1, id;
+	int existed, st;
+	uint64_t mask;
+	char bad[65];
+	(void)state;
+	assert_true(sh != MAP_FAILED);
+	memset(sh, 0, sizeof(*sh));
+	assert_int_equal(sqlite3_exec(db_sqlite(db), "DELETE FROM jobs", NULL, NULL, NULL), SQLITE_OK);
+	srand(42);
+	for (int i = 0; i < RACE_JOBS; i++) {
+		const char *s[2] = {names[rand() % 5], names[rand() % 5]};
+		size_t n = (rand() % 3 == 0 && strcmp(s[0], s[1])) ? 2 : 1;
+		assert_int_equal(jobq_enqueue(db, s, n, NULL, "race", NULL, &id, &existed, &mask, bad), DB_OK);
+		if (first < 0)
+			first = id;
+	}
+	for (int p = 0; p < RACE_PROCS; p++)
+		if (fork() == 0)
+			race_child(sh, first);
+	int ok = 0;
+	while (wait(&st) > 0)
+		ok += WIFEXITED(st) && WEXITSTATUS(st) == 0;
+	assert_int_equal(ok, RACE_PROCS);
+	assert_int_equal(sh->violations, 0);
+	assert_int_equal(sh->busy_errors, 0);
+	for (int i = 0; i < RACE_JOBS; i++)
+		if (sh->acquired[i] != 1)
+			fail_msg("job %lld acquired %d times", (long long)(first + i), sh->acquired[i]);
+	assert_int_equal(scalar("SELECT count(*) FROM jobs WHERE status = 'completed'"), RACE_JOBS);
+	/* FIFO: whenever a newer job Y started, every older job X whose
+	 * sistemas are a subset of Y's could have started too (Y's sistemas
+	 * were all free, and a slot was), so X must not start after Y. */
+	assert_int_equal(scalar(
+	    "SELECT count(*) FROM jobs jx JOIN jobs jy ON jy.id > jx.id "
+	    "WHERE jy.started_at < jx.started_at AND NOT EXISTS ("
+	    "  SELECT 1 FROM job_sistemas x WHERE x.job_id = jx.id AND x.sistema_id NOT IN "
+	    "  (SELECT sistema_id FROM job_sistemas y WHERE y.job_id = jy.id))"), 0);
+	munmap(sh, sizeof(*sh));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(transitions_table, setup, teardown),
+		cmocka_unit_test_setup_teardown(enqueue_validates, setup, teardown),
+		cmocka_unit_test_setup_teardown(enqueue_idempotent, setup, teardown),
+		cmocka_unit_test_setup_teardown(acquire_fifo_slots_and_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(exclusivity_skips_to_next_free, setup, teardown),
+		cmocka_unit_test_setup_teardown(finish_applies_sistema_updates, setup, teardown),
+		cmocka_unit_test_setup_teardown(cancel_paths, setup, teardown),
+		cmocka_unit_test_setup_teardown(orphans_and_dead_workers, setup, teardown),
+		cmocka_unit_test_setup_teardown(logs_paging, setup, teardown),
+		cmocka_unit_test_setup_teardown(list_counts_slots, setup, teardown),
+		cmocka_unit_test_setup_teardown(prune_and_requeue, setup, teardown),
+		cmocka_unit_test_setup_teardown(multi_process_race, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
