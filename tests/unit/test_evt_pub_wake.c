@@ -1,0 +1,229 @@
+/* evt, pub and wake: event shapes; publishing to a real redis-server
+ * (started here on a unix socket), Redis down never blocking; wake-ups. */
+#include "unit.h"
+
+#include <hiredis/hiredis.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "conf.h"
+#include "evt.h"
+#include "pub.h"
+#include "util.h"
+#include "wake.h"
+
+static void
+event_shapes(void **state)
+{
+	(void)state;
+	char *s = evt_log(12, 0, 3, 1795891893123, "INFO", "amplis", "a/b \"q\"");
+	struct json_object *o = json_tokener_parse(s), *p;
+	assert_non_null(o);
+	assert_string_equal(json_object_get_string(json_object_object_get(o, "type")), "log");
+	assert_non_null(json_object_object_get(o, "source_instance"));
+	p = json_object_object_get(o, "payload");
+	assert_int_equal(json_object_get_int(json_object_object_get(p, "job_id")), 12);
+	assert_int_equal(json_object_get_int(json_object_object_get(p, "seq")), 3);
+	assert_string_equal(json_object_get_string(json_object_object_get(p, "ts")), "2026-11-28T18:51:33.123Z");
+	assert_string_equal(json_object_get_string(json_object_object_get(p, "mensagem")), "a/b \"q\"");
+	assert_null(strstr(s, "\\/"));
+	json_object_put(o);
+	free(s);
+	s = evt_status("maps", "RUNNING", 40, NULL);
+	assert_non_null(strstr(s, "\"mensagem\":null"));
+	free(s);
+	s = evt_job_status(5, "pending", -1);
+	assert_non_null(strstr(s, "\"worker_slot\":null"));
+	free(s);
+	s = evt_job_complete(5, "completed", 1.23456);
+	assert_non_null(strstr(s, "\"duracao_segundos\":1.235"));
+	free(s);
+}
+
+static void
+url_parsing(void **state)
+{
+	struct pub_url u;
+	(void)state;
+	assert_int_equal(pub_parse_url("redis://localhost:6379/0", &u), 0);
+	assert_string_equal(u.host, "localhost");
+	assert_int_equal(u.port, 6379);
+	assert_int_equal(pub_parse_url("redis://:pw@10.0.0.1:7000/3", &u), 0);
+	assert_string_equal(u.password, "pw");
+	assert_int_equal(u.db, 3);
+	assert_int_equal(u.port, 7000);
+	assert_int_equal(pub_parse_url("redis://h", &u), 0);
+	assert_int_equal(u.port, 6379);
+	assert_int_equal(pub_parse_url("unix:///run/redis.sock", &u), 0);
+	assert_string_equal(u.path, "/run/redis.sock");
+	assert_int_equal(pub_parse_url("unix:///run/redis.sock?db=2", &u), 0);
+	assert_int_equal(u.db, 2);
+	assert_int_equal(pub_parse_url("http://x", &u), -1);
+	assert_int_equal(pub_parse_url("redis://h:99999", &u), -1);
+	assert_int_equal(pub_parse_url("redis://:6379", &u), -1);
+	assert_int_equal(pub_parse_url("unix://relative", &u), -1);
+}
+
+static pid_t
+start_redis(const char *sock)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock,
+		    "--save", "", "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500; i++) {
+		struct stat sb;
+		if (stat(sock, &sb) == 0)
+			return pid;
+		usleep(10000);
+	}
+	return -1;
+}
+
+static void
+publish_to_real_redis(void **state)
+{
+	char sock[128], err[256], url[160];
+	struct conf c;
+	(void)state;
+	snprintf(sock, sizeof(sock), "/tmp/etl-unit-redis-%d.sock", (int)getpid());
+	pid_t rp = start_redis(sock);
+	if (rp < 0)
+		skip();
+	snprintf(url, sizeof(url), "unix://%s", sock);
+	setenv("REDIS_ENABLED", "true", 1);
+	setenv("REDIS_URL", url, 1);
+	setenv("REDIS_CHANNEL_PREFIX", "unit", 1);
+	assert_int_equal(conf_load(&c, err, sizeof(err)), 0);
+
+	redisContext *sub = redisConnectUnix(sock);
+	assert_non_null(sub);
+	assert_int_equal(sub->err, 0);
+	redisReply *r = redisCommand(sub, "SUBSCRIBE unit:ws");
+	freeReplyObject(r);
+
+	struct pub *p = pub_open(&c, err, sizeof(err));
+	assert_non_null(p);
+	/* connect completes in the flush */
+	assert_int_equal(pub_flush(p, 2000), 0);
+	assert_int_equal(pub_state(p), PUB_UP);
+	assert_string_equal(pub_state_name(p), "ok");
+	for (int i = 0; i < 100; i++) {
+		char *m = evt_job_status(i, "pending", -1);
+		assert_int_equal(pub_publish(p, m), 0);
+		free(m);
+	}
+	assert_int_equal(pub_flush(p, 2000), 0);
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(redisGetReply(sub, (void **)&r), REDIS_OK);
+		assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+		assert_non_null(strstr(r->element[2]->str, "\"job_status\""));
+		freeReplyObject(r);
+	}
+	assert_int_equal(pub_published(p), 100);
+	assert_int_equal(pub_dropped(p), 0);
+
+	/* Redis gone: publishing drops and counts, and never blocks. */
+	kill(rp, SIGKILL);
+	waitpid(rp, NULL, 0);
+	unlink(sock);
+	int64_t t0 = util_mono_ms();
+	for (int i = 0; i < 1000; i++) {
+		char *m = evt_job_status(i, "pending", -1);
+		pub_publish(p, m);
+		free(m);
+		struct pollfd pfd;
+		if (pub_pollfd(p, &pfd) && poll(&pfd, 1, 0) > 0)
+			pub_handle(p, pfd.revents);
+		pub_tick(p);
+	}
+	pub_flush(p, 200);
+	assert_true(util_mono_ms() - t0 < 2000);
+	assert_true(pub_dropped(p) > 0);
+	assert_string_equal(pub_state_name(p), "down");
+
+	/* Redis back: reconnects after the backoff */
+	rp = start_redis(sock);
+	assert_true(rp > 0);
+	int up = 0;
+	for (int i = 0; i < 300 && !up; i++) {
+		pub_tick(p);
+		struct pollfd pfd;
+		if (pub_pollfd(p, &pfd) && poll(&pfd, 1, 20) > 0)
+			pub_handle(p, pfd.revents);
+		else if (!pub_pollfd(p, &pfd))
+			usleep(20000);
+		up = pub_state(p) == PUB_UP;
+	}
+	assert_true(up);
+	pub_close(p);
+	redisFree(sub);
+	kill(rp, SIGKILL);
+	waitpid(rp, NULL, 0);
+	unlink(sock);
+	conf_free(&c);
+	unsetenv("REDIS_ENABLED");
+}
+
+static void
+disabled_publishes_nothing(void **state)
+{
+	struct conf c;
+	char err[128];
+	(void)state;
+	unsetenv("REDIS_ENABLED");
+	assert_int_equal(conf_load(&c, err, sizeof(err)), 0);
+	struct pub *p = pub_open(&c, err, sizeof(err));
+	assert_int_equal(pub_publish(p, "{}"), 0);
+	assert_int_equal(pub_published(p), 0);
+	assert_int_equal(pub_dropped(p), 0);
+	assert_string_equal(pub_state_name(p), "disabled");
+	struct pollfd pfd;
+	assert_int_equal(pub_pollfd(p, &pfd), 0);
+	pub_close(p);
+	conf_free(&c);
+}
+
+static void
+wake_roundtrip(void **state)
+{
+	char dir[64];
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/etl-unit-wake-%d", (int)getpid());
+	int fd = wake_listen(dir);
+	assert_true(fd >= 0);
+	assert_int_equal(wake_notify(dir), 1);
+	char b;
+	assert_int_equal(recv(fd, &b, 1, 0), 1);
+	wake_drain(fd);
+	assert_true(recv(fd, &b, 1, 0) < 0);
+	/* a stale socket (its worker gone) is removed by the next notify */
+	close(fd);
+	assert_int_equal(wake_notify(dir), 0);
+	char p[128];
+	snprintf(p, sizeof(p), "%s/worker-%d.sock", dir, (int)getpid());
+	struct stat sb;
+	assert_int_equal(stat(p, &sb), -1);
+	rmdir(dir);
+	char *d = wake_dir_for(NULL, "/var/lib/etl/etl.db");
+	assert_string_equal(d, "/var/lib/etl/wake");
+	free(d);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(event_shapes),
+		cmocka_unit_test(url_parsing),
+		cmocka_unit_test(publish_to_real_redis),
+		cmocka_unit_test(disabled_publishes_nothing),
+		cmocka_unit_test(wake_roundtrip),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
