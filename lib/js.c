@@ -153,6 +153,28 @@ strings_ok(struct json_object *o, int depth)
 	}
 }
 
+/* json-c accepts 'single-quoted' strings even in strict mode; JSON does
+ * not. A quote outside a double-quoted string is the tell. */
+static int
+quotes_ok(const char *s, size_t len)
+{
+	int in_str = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (in_str) {
+			if (s[i] == '\\')
+				i++;
+			else if (s[i] == '"')
+				in_str = 0;
+		} else if (s[i] == '"') {
+			in_str = 1;
+		} else if (s[i] == '\'') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
 struct json_object *
 js_parse(const char *buf, size_t len, size_t max_len, int max_depth, int *ok, char *err,
     size_t errlen)
@@ -175,6 +197,10 @@ js_parse(const char *buf, size_t len, size_t max_len, int max_depth, int *ok, ch
 		snprintf(err, errlen, "invalid UTF-8 in JSON");
 		return NULL;
 	}
+	if (!quotes_ok(buf, len)) {
+		snprintf(err, errlen, "malformed JSON: single-quoted string");
+		return NULL;
+	}
 	if ((tok = json_tokener_new_ex(max_depth)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -182,10 +208,13 @@ js_parse(const char *buf, size_t len, size_t max_len, int max_depth, int *ok, ch
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	o = json_tokener_parse_ex(tok, buf, (int)len);
 	jerr = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
 	if (jerr == json_tokener_continue) {
-		/* Numbers at the very end need a terminator to finish. */
-		o = json_tokener_parse_ex(tok, "", 1);
+		/* A bare number or literal at the very end needs a terminator to
+		 * finish; the whole input was consumed by then. */
+		o = json_tokener_parse_ex(tok, " ", 1);
 		jerr = json_tokener_get_error(tok);
+		end = len;
 	}
 	if (jerr != json_tokener_success) {
 		if (jerr == json_tokener_error_depth)
@@ -194,7 +223,6 @@ js_parse(const char *buf, size_t len, size_t max_len, int max_depth, int *ok, ch
 			snprintf(err, errlen, "malformed JSON: %s", json_tokener_error_desc(jerr));
 		goto fail;
 	}
-	end = json_tokener_get_parse_end(tok);
 	for (; end < len; end++)
 		if (!strchr(" \t\r\n", buf[end])) {
 			snprintf(err, errlen, "malformed JSON: trailing characters");
