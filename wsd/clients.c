@@ -31,6 +31,7 @@
 #define CLIENTS_BATCH 256        /* frames written per writeable callback, at most */
 #define CLIENTS_KILL_S 2         /* s a closing client gets to take its close frame */
 #define CLIENTS_MAX_ORIGINS 32
+#define CLIENTS_ARG_MAX 4200     /* bytes of one query argument (headers are <= 4096) */
 
 const char *const clients_reject_names[CLIENTS_REJECT__MAX] = {
 	[CLIENTS_REJECT_MISSING] = "missing_token",
@@ -221,7 +222,7 @@ origin_allowed(struct clients *cs, struct lws *wsi)
 static int
 authorise(struct clients *cs, struct client *c, enum clients_reject *why)
 {
-	char arg[TOK_MAX_LEN + 32];
+	char arg[CLIENTS_ARG_MAX]; /* a longer token must read as invalid, not missing */
 	const char *v;
 	struct tok_claims cl;
 	enum tok_rc rc;
