@@ -6,8 +6,8 @@
  * clients with 1001 and exits 0. Several instances can run at once: each
  * subscribes on its own.
  *
- *   etl-wsd -l 127.0.0.1:8081 [-p PIDFILE]
- *   etl-wsd -u /run/etl/wsd.sock [-m 0660] [-p PIDFILE]
+ *   etl-wsd -l 127.0.0.1:8081 [-p PIDFILE] [-k PING_S]
+ *   etl-wsd -u /run/etl/wsd.sock [-m 0660] [-p PIDFILE] [-k PING_S]
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,12 +30,10 @@
 
 #define WSD_SHUTDOWN_MS 3000 /* ms clients get to take their 1001 close */
 
-/* Server pings after 20 s idle keep proxied sockets alive through the web
- * servers' 60 s idle timeouts; no answer in 40 s more: hang up. */
-static const lws_retry_bo_t wsd_retry = {
-	.secs_since_valid_ping = 20,
-	.secs_since_valid_hangup = 60,
-};
+/* Server pings after 20 s idle (-k) keep proxied sockets alive through the
+ * web servers' 60 s idle timeouts; no pong for 2 * ping + 20 s: hang up. */
+#define WSD_PING_S 20
+static lws_retry_bo_t wsd_retry;
 
 static const struct lws_protocol_vhost_options wsd_pvo_default = {NULL, NULL, "default", "1"};
 static const struct lws_protocol_vhost_options wsd_pvo = {
@@ -50,13 +48,15 @@ struct wsd_args {
 	int port;
 	const char *unix_path;
 	const char *pidfile;
-	int mode; /* unix socket mode, -1: leave lws' */
+	int mode;   /* unix socket mode, -1: leave lws' */
+	int ping_s; /* idle seconds before a server ping */
 };
 
 static void __attribute__((noreturn))
 usage(void)
 {
-	fprintf(stderr, "usage: etl-wsd (-l HOST:PORT | -u PATH [-m MODE]) [-p PIDFILE]\n");
+	fprintf(stderr, "usage: etl-wsd (-l HOST:PORT | -u PATH [-m MODE]) [-p PIDFILE] "
+			"[-k PING_S]\n");
 	exit(2);
 }
 
@@ -112,7 +112,8 @@ parse_args(int argc, char **argv, struct wsd_args *a)
 
 	memset(a, 0, sizeof(*a));
 	a->mode = -1;
-	while ((ch = getopt(argc, argv, "l:u:p:m:h")) != -1) {
+	a->ping_s = WSD_PING_S;
+	while ((ch = getopt(argc, argv, "l:u:p:m:k:h")) != -1) {
 		switch (ch) {
 		case 'l':
 			if (parse_listen(optarg, a) != 0) {
@@ -126,6 +127,14 @@ parse_args(int argc, char **argv, struct wsd_args *a)
 		case 'p':
 			a->pidfile = optarg;
 			break;
+		case 'k': {
+			int64_t v;
+
+			if (util_parse_i64(optarg, 1, 3600, &v) != 0)
+				usage();
+			a->ping_s = (int)v;
+			break;
+		}
 		case 'm': {
 			char *end;
 
@@ -250,6 +259,8 @@ main(int argc, char **argv)
 	memset(&info, 0, sizeof(info));
 	info.protocols = protocols;
 	info.pvo = &wsd_pvo;
+	wsd_retry.secs_since_valid_ping = (uint16_t)args.ping_s;
+	wsd_retry.secs_since_valid_hangup = (uint16_t)(args.ping_s * 2 + 20);
 	info.retry_and_idle_policy = &wsd_retry;
 	info.max_http_header_data = 4096; /* tokens ride in the query string */
 	info.vhost_name = "etl-wsd";

@@ -11,6 +11,8 @@ import os
 import socket
 import time
 
+import pytest
+
 from harness import SECRET, HTTP, binary, free_port, start_redis, wait_for
 
 CHANNEL = "etl:ws"
@@ -152,6 +154,26 @@ class Wsd:
         wait_for(lambda: self.health()[0] == 200, timeout=timeout, what="wsd redis ok")
 
 
+_started = []
+
+
+@pytest.fixture(autouse=True)
+def wsd_clean_exit(env):
+    """Import into a test module: after each test, every etl-wsd that
+    start_wsd() made is stopped with SIGTERM and must exit 0 with no
+    sanitizer report in its log (leaks included, under SAN=...)."""
+    _started.clear()
+    yield
+    bad = []
+    for w in _started:
+        rc = w.proc.stop()
+        log = w.proc.log()
+        if rc != 0 or "Sanitizer" in log or "runtime error" in log:
+            bad.append((w.proc.argv, rc, log[-3000:]))
+    _started.clear()
+    assert not bad, bad
+
+
 def start_wsd(env, redis_url, name="wsd", extra_env=None, wait_redis=True, args=None):
     """Starts etl-wsd on a free 127.0.0.1 port subscribed to redis_url and
     waits until it answers /health (200 when wait_redis)."""
@@ -164,6 +186,7 @@ def start_wsd(env, redis_url, name="wsd", extra_env=None, wait_redis=True, args=
         argv += args
     p = env.start(argv, name, env=e)
     w = Wsd(env, p, port=port)
+    _started.append(w)
     wait_for(lambda: w.health()[0] in (200, 503) or not p.alive(), what="wsd listening")
     assert p.alive(), p.log()
     if wait_redis:

@@ -13,6 +13,7 @@ import pytest
 
 from harness import start_redis, wait_for
 import harness_wsd as hw
+from harness_wsd import wsd_clean_exit  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 
 from harness import start_redis
 import harness_wsd as hw
+from harness_wsd import wsd_clean_exit  # noqa: F401 (autouse fixture)
 
 MIX = [
     hw.event("log", job_id=11, seq=1),

@@ -14,6 +14,7 @@ import pytest
 
 from harness import binary, free_port, start_redis, wait_for
 import harness_wsd as hw
+from harness_wsd import wsd_clean_exit  # noqa: F401 (autouse fixture)
 
 
 def test_every_event_type_relayed_in_order(env):
@@ -220,3 +221,16 @@ def test_1000_concurrent_clients_c_client(env):
     assert summary["messages"] == n_clients * n_msgs, summary
     assert w.metric("etl_wsd_deliveries_total") == n_clients * n_msgs
     assert w.metric("etl_wsd_slow_consumer_closes_total") == 0
+
+
+def test_server_pings_idle_clients(env):
+    _, url = start_redis(env)
+    w = hw.start_wsd(env, url, args=["-k", "1"])
+    c = hw.RawClient(w.port, "/ws?token=" + hw.make_token())
+    assert c.status == 101
+    c.s.settimeout(5)
+    t0 = time.monotonic()
+    head = c.s.recv(2)
+    assert head[0] == 0x89, head  # FIN + opcode 9 (ping)
+    assert time.monotonic() - t0 < 4
+    c.close()

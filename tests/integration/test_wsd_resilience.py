@@ -9,6 +9,7 @@ import time
 
 from harness import start_redis, wait_for
 import harness_wsd as hw
+from harness_wsd import wsd_clean_exit  # noqa: F401 (autouse fixture)
 
 
 def test_stalled_client_closed_others_miss_nothing(env):
