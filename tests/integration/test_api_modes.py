@@ -1,0 +1,300 @@
+"""etl-api's ways of running and its process-level behaviour, straight over
+FastCGI (no web server): plain CGI, the external socket with pre-forked
+children and graceful SIGTERM, refusing a weak secret, the first admin,
+legacy bcrypt users, the failed-login limit across processes, DB busy ->
+503, events to Redis and the worker wake-up, metrics and pool status."""
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+
+import warnings
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import crypt  # bcrypt hashes as the Python dashboard made them (libxcrypt)
+    except ImportError:
+        crypt = None
+
+from harness import SECRET, binary, free_port, start_redis, wait_for
+from harness_web import ADMIN, ADMIN_PW, Fcgi, db_fingerprint, make_env, populate
+
+
+@pytest.fixture
+def menv():
+    e = make_env()
+    yield e
+    e.close()
+
+
+def start_api(env, *args, **envover):
+    port = free_port()
+    p = env.start([binary("etl-api"), "-p", f"127.0.0.1:{port}", *args], "etl-api", env=envover)
+    c = Fcgi(("127.0.0.1", port))
+    wait_for(lambda: c.get("/api/health")[0] in (200, 404, 503), what="etl-api -p")
+    return p, c
+
+
+def children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(x) for x in f.read().split()]
+
+
+def cgi(env, method, uri, body=b"", ctype=None, extra=None):
+    e = dict(env.env)
+    e.update({"REQUEST_METHOD": method, "REQUEST_URI": uri, "CONTENT_LENGTH": str(len(body)),
+              "QUERY_STRING": uri.partition("?")[2]})
+    if ctype:
+        e["CONTENT_TYPE"] = ctype
+    e.update(extra or {})
+    r = subprocess.run([binary("etl-api")], env=e, input=body, capture_output=True, timeout=30)
+    return r
+
+
+def test_plain_cgi_one_request(menv):
+    r = cgi(menv, "GET", "/api/health")
+    assert r.returncode == 0 and r.stdout.startswith(b"Status: 200 OK\r\n"), r
+    assert b"Cache-Control: no-store" in r.stdout
+    r = cgi(menv, "POST", "/api/auth/login", b'{"username":"%s","password":"%s"}' % (
+        ADMIN.encode(), ADMIN_PW.encode()), "application/json")
+    assert r.stdout.startswith(b"Status: 200") and b"access_token" in r.stdout, r
+    r = cgi(menv, "GET", "/api/jobs")
+    assert r.stdout.startswith(b"Status: 401") and b"WWW-Authenticate: Bearer" in r.stdout
+
+
+@pytest.mark.parametrize("secret", [None, "too-short-secret"])
+def test_refuses_to_start_without_a_strong_secret(menv, secret):
+    e = dict(menv.env)
+    e.pop("ETL_SECRET")
+    if secret:
+        e["ETL_SECRET"] = secret
+    r = subprocess.run([binary("etl-api"), "-p", f"127.0.0.1:{free_port()}"], env=e,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "ETL_SECRET" in r.stderr
+
+
+def test_prefork_children_graceful_sigterm_and_respawn(menv):
+    p, c = start_api(menv, "-n", "3")
+    wait_for(lambda: len(children(p.pid)) == 3, what="3 children")
+    kids = children(p.pid)
+    os.kill(kids[0], signal.SIGKILL)
+    wait_for(lambda: len(children(p.pid)) == 3 and kids[0] not in children(p.pid),
+             what="a replacement child")
+    for _ in range(20):
+        assert c.get("/api/health")[0] == 200
+    kids = children(p.pid)
+    p.signal(signal.SIGTERM)
+    assert p.wait(15) == 0
+    for k in kids:
+        assert not os.path.exists(f"/proc/{k}") or open(f"/proc/{k}/stat").read().split()[2] == "Z"
+    with pytest.raises(OSError):
+        c.get("/api/health", timeout=2)
+
+
+def test_single_process_graceful_sigterm(menv):
+    p, c = start_api(menv)
+    assert c.get("/api/health")[0] == 200
+    p.signal(signal.SIGTERM)
+    assert p.wait(15) == 0
+    assert "stopping after" in p.log()
+
+
+def test_login_limit_holds_across_processes(menv):
+    p, c = start_api(menv, "-n", "3")
+    populate(c)
+    pids = set()
+    for _ in range(5):
+        st, _, _, _ = c.post("/api/auth/login", {"username": "view", "password": "wrong-wrong"})
+        assert st == 401
+    st, h, js, _ = c.post("/api/auth/login", {"username": "view", "password": "view-pass-1"})
+    assert st == 429 and int(h["retry-after"]) > 0 and js["detail"]
+    # the counter lives in the database, not in one process
+    n = menv.sql("SELECT count(*) FROM login_failures WHERE username='view'")[0][0]
+    assert n == 5
+    # a fresh process sees it too
+    r = cgi(menv, "POST", "/api/auth/login", b'{"username":"view","password":"view-pass-1"}',
+            "application/json")
+    assert r.stdout.startswith(b"Status: 429"), r.stdout[:100]
+    # once the window has passed, the right password works again
+    menv.sql("UPDATE login_failures SET ts = ts - 16*60*1000")
+    assert c.post("/api/auth/login", {"username": "view", "password": "view-pass-1"})[0] == 200
+
+
+def test_first_admin_only_when_there_is_none(menv):
+    assert cgi(menv, "GET", "/api/health").stdout.startswith(b"Status: 200")
+    assert menv.sql("SELECT username, role FROM users") == [(ADMIN, "admin")]
+    r = cgi(menv, "GET", "/api/health", extra={"ETL_ADMIN_USER": "second", "ETL_ADMIN_PASSWORD": "x" * 12})
+    assert r.stdout.startswith(b"Status: 200")
+    assert menv.sql("SELECT username FROM users") == [(ADMIN,)]
+
+
+def test_legacy_bcrypt_user_logs_in(menv):
+    if crypt is None:
+        pytest.skip("python crypt module missing")
+    cgi(menv, "GET", "/api/health")
+    h = crypt.crypt("legacy-pass-1", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+    assert h.startswith("$2b$")
+    menv.sql("INSERT INTO users (username, password_hash, role, created_at) VALUES (?,?,?,?)",
+             "velho", h, "operator", "2020-01-01T00:00:00.000Z")
+    p, c = start_api(menv)
+    js = c.login("velho", "legacy-pass-1")
+    assert js["user"] == {"username": "velho", "role": "operator"}
+    c.token = None
+    assert c.post("/api/auth/login", {"username": "velho", "password": "wrong-pass"})[0] == 401
+
+
+def test_db_locked_gives_503_and_changes_nothing(menv):
+    p, c = start_api(menv, ETL_DB_BUSY_TIMEOUT=200)
+    tokens = populate(c)
+    c.token = tokens["operator"]
+    before = db_fingerprint(menv)
+    con = sqlite3.connect(menv.db, timeout=5, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        t0 = time.monotonic()
+        st, h, js, _ = c.post("/api/execute", {"sistemas": ["amplis"]})
+        assert st == 503 and h["retry-after"] and js["detail"]
+        assert time.monotonic() - t0 < 3
+        assert c.get("/api/jobs")[0] == 200  # reads go on (WAL)
+    finally:
+        con.execute("ROLLBACK")
+        con.close()
+    assert db_fingerprint(menv) == before
+    assert c.post("/api/execute", {"sistemas": ["amplis"]})[0] == 202
+
+
+def test_unusable_database_health_503(menv):
+    p, c = start_api(menv, ETL_DB_PATH="/nonexistent-dir/x/etl.db")
+    st, h, js, _ = c.get("/api/health")
+    assert st == 503 and js["db"] == "down" and js["status"] == "error" and h["retry-after"]
+    st, h, js, _ = c.get("/api/jobs")
+    assert st == 503 and h["retry-after"] and set(js) == {"detail"}
+    assert "/nonexistent" not in js["detail"]
+
+
+class Subscriber:
+    """A raw RESP subscriber on a unix socket (no redis-py needed)."""
+
+    def __init__(self, path, channel):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(path)
+        self.s.settimeout(5)
+        self.buf = b""
+        ch = channel.encode()
+        self.s.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(ch), ch))
+        assert self.message()[0] == b"subscribe"
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self.buf += self.s.recv(65536)
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _value(self):
+        line = self._line()
+        if line[:1] == b"*":
+            return [self._value() for _ in range(int(line[1:]))]
+        if line[:1] == b"$":
+            n = int(line[1:])
+            while len(self.buf) < n + 2:
+                self.buf += self.s.recv(65536)
+            v, self.buf = self.buf[:n], self.buf[n + 2:]
+            return v
+        return line[1:]
+
+    def message(self):
+        return self._value()
+
+    def close(self):
+        self.s.close()
+
+
+def test_events_published_and_worker_woken(menv):
+    import json
+    _, url = start_redis(menv)
+    wake_dir = menv.env["ETL_WAKE_DIR"]
+    os.makedirs(wake_dir, exist_ok=True)
+    w = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    w.bind(os.path.join(wake_dir, "worker-4242.sock"))
+    w.settimeout(5)
+    p, c = start_api(menv, REDIS_ENABLED="true", REDIS_URL=url)
+    tokens = populate(c)
+    sub = Subscriber(url[len("unix://"):], "etl:ws")
+    try:
+        assert c.get("/api/health")[2]["redis"] == "ok"
+        c.token = tokens["operator"]
+        jid = c.post("/api/execute", {"sistemas": ["amplis", "maps"]})[2]["job_id"]
+        assert w.recv(16) == b"w"
+        got = [json.loads(sub.message()[2]) for _ in range(3)]
+        assert got[0]["type"] == "job_status"
+        assert got[0]["payload"] == {"job_id": jid, "status": "pending", "worker_slot": None}
+        assert got[0]["source_instance"]
+        st = sorted((m["payload"]["sistema_id"], m["payload"]["status"]) for m in got[1:])
+        assert [m["type"] for m in got[1:]] == ["status", "status"]
+        assert st == [("amplis", "PENDING"), ("maps", "PENDING")]
+        assert c.post(f"/api/jobs/{jid}/cancel")[0] == 200
+        assert w.recv(16) == b"w"
+        m = json.loads(sub.message()[2])
+        assert m["type"] == "job_status" and m["payload"]["status"] == "cancelled"
+        m = json.loads(sub.message()[2])
+        assert m["type"] == "status" and m["payload"]["status"] == "IDLE"
+    finally:
+        sub.close()
+        w.close()
+
+
+def test_redis_down_never_fails_or_delays_a_request(menv):
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    p, c = start_api(menv, REDIS_ENABLED="true", REDIS_URL=dead, REDIS_SOCKET_TIMEOUT="2.0")
+    tokens = populate(c)
+    c.token = tokens["operator"]
+    t0 = time.monotonic()
+    assert c.post("/api/execute", {"sistemas": ["amplis"]})[0] == 202
+    assert time.monotonic() - t0 < 1.5
+    assert c.get("/api/health")[2]["redis"] == "down"
+
+
+def test_pool_mode_and_metrics(menv):
+    p, c = start_api(menv, ETL_MAX_CONCURRENT_JOBS=3, ETL_METRICS_TOKEN="scrape-token-0123456789")
+    tokens = populate(c)
+    c.token = tokens["operator"]
+    j1 = c.post("/api/execute", {"sistemas": ["amplis"]})[2]["job_id"]
+    j2 = c.post("/api/execute", {"sistemas": ["maps"]})[2]["job_id"]
+    menv.sql("UPDATE jobs SET status='running', worker_slot=1, started_at=?, locked_at=? WHERE id=?",
+             "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z", j1)
+    menv.sql("UPDATE jobs SET status='completed', started_at=?, finished_at=? WHERE id=?",
+             "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:03.000Z", j2)
+    menv.sql("INSERT INTO workers (host, pid, boot_id, started_at, heartbeat_at, slots, "
+             "events_published, events_dropped) VALUES ('h', 1, 'b', ?, ?, 3, 41, 2)",
+             "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z")
+    st, _, pool, _ = c.get("/api/pool/status")
+    assert st == 200 and pool["mode"] == "pool" and pool["max_workers"] == 3
+    assert pool["running"] is False  # the registered worker's heartbeat is old
+    assert [s["slot_id"] for s in pool["slots"]] == [0, 1, 2]
+    assert pool["slots"][1] == {"slot_id": 1, "status": "running", "job_id": j1,
+                                "started_at": "2026-01-01T00:00:00.000Z"}
+    assert pool["slots"][0] == {"slot_id": 0, "status": "idle", "job_id": None, "started_at": None}
+    c.token = None
+    assert c.get("/api/metrics")[0] == 401
+    c.token = "scrape-token-0123456789"
+    st, h, _, raw = c.get("/api/metrics")
+    text = raw.decode()
+    assert st == 200
+    assert 'etl_jobs{status="running"} 1' in text and 'etl_jobs{status="completed"} 1' in text
+    assert "etl_slots_busy 1" in text and "etl_slots_total 3" in text and "etl_queue_depth 0" in text
+    assert 'etl_job_duration_seconds_bucket{le="1"} 0' in text
+    assert 'etl_job_duration_seconds_bucket{le="5"} 1' in text
+    assert "etl_job_duration_seconds_count 1" in text
+    assert "etl_events_published_total 41" in text and "etl_events_dropped_total 2" in text
+
+
+def test_api_base_is_configurable(menv):
+    p, c = start_api(menv, ETL_API_BASE="/app/api")
+    assert c.get("/app/api/health")[0] == 200
+    assert c.get("/api/health")[0] == 404
+    assert c.get("/app/apix/health")[0] == 404
