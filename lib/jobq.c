@@ -199,8 +199,8 @@ jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *p
 	static const char q_js[] = "INSERT INTO job_sistemas (job_id, sistema_id) VALUES (?, ?)";
 	static const char q_pend[] =
 	    "UPDATE sistemas SET status = 'PENDING', progresso = 0, mensagem = NULL "
-	    "WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM job_sistemas js JOIN jobs j "
-	    "ON j.id = js.job_id WHERE js.sistema_id = ?1 AND j.status = 'running')";
+	    "WHERE id = ?1 AND status <> 'PENDING' AND NOT EXISTS (SELECT 1 FROM jobs j CROSS JOIN job_sistemas js "
+	    "ON js.job_id = j.id AND js.sistema_id = ?1 WHERE j.status = 'running')";
 	sqlite3_stmt *st;
 	char now[UTIL_ISO_LEN];
 	enum db_rc rc;
@@ -280,6 +280,12 @@ fail:
 	return rc;
 }
 
+/*
+ * The exclusivity test walks from the running jobs (a handful, through
+ * idx_jobs_status_slot) to their sistemas, never from a sistema to all its
+ * jobs: that grows with history and made each acquire O(jobs). CROSS JOIN
+ * pins that order for SQLite's planner.
+ */
 int
 jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, struct job *out)
 {
@@ -290,8 +296,9 @@ jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, str
 	    "worker_slot = (SELECT min(n) FROM slots WHERE n NOT IN (SELECT worker_slot FROM jobs "
 	    "  WHERE status = 'running' AND worker_slot IS NOT NULL)) "
 	    "WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'pending' AND (?4 = 0 OR NOT EXISTS "
-	    "  (SELECT 1 FROM job_sistemas a JOIN job_sistemas b ON b.sistema_id = a.sistema_id "
-	    "   JOIN jobs r ON r.id = b.job_id AND r.status = 'running' WHERE a.job_id = j.id)) "
+	    "  (SELECT 1 FROM jobs r CROSS JOIN job_sistemas b ON b.job_id = r.id "
+	    "   CROSS JOIN job_sistemas a ON a.job_id = j.id AND a.sistema_id = b.sistema_id "
+	    "   WHERE r.status = 'running')) "
 	    "  ORDER BY j.created_at, j.id LIMIT 1) "
 	    "AND (SELECT count(*) FROM jobs WHERE status = 'running') < ?3 "
 	    "RETURNING " JOB_COLS;

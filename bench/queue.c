@@ -1,0 +1,95 @@
+/*
+ * bench/queue: the job queue micro-benchmark on a file database (issue 2).
+ *   enqueue: N jobs from one process, one transaction each (as the API
+ *            does), jobs/s;
+ *   acquire+complete: P processes competing for the same N jobs (each
+ *            acquire and each finish its own transaction), jobs/s.
+ * Prints "name value unit" lines for bench/run to collect.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "jobq.h"
+#include "log.h"
+#include "sist.h"
+#include "util.h"
+
+static void
+rm_db(const char *p)
+{
+	char b[512];
+	unlink(p);
+	snprintf(b, sizeof(b), "%s-wal", p);
+	unlink(b);
+	snprintf(b, sizeof(b), "%s-shm", p);
+	unlink(b);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = argc > 1 ? argv[1] : "/tmp/etl-bench-queue.db";
+	int n = argc > 2 ? atoi(argv[2]) : 20000, procs = argc > 3 ? atoi(argv[3]) : 4;
+	char err[256], sid[16];
+	const char *names[8];
+	int created;
+
+	log_init("bench-queue", LOG_LEVEL_WARN, NULL);
+	rm_db(path);
+	struct db *db = db_open(path, DB_OPEN_CREATE, 10000, err, sizeof(err));
+	if (db == NULL)
+		fatalx("%s", err);
+	for (int i = 0; i < 8; i++) {
+		snprintf(sid, sizeof(sid), "s%d", i);
+		if (sist_put(db, sid, sid, NULL, 1, &created) != DB_OK)
+			fatalx("sist_put");
+		names[i] = xstrdup(sid);
+	}
+	int64_t t0 = util_mono_ms(), id;
+	int existed;
+	uint64_t mask;
+	char bad[65];
+	for (int i = 0; i < n; i++) {
+		const char *s[1] = {names[i % 8]};
+		if (jobq_enqueue(db, s, 1, "{\"lines\":3}", "bench", NULL, &id, &existed, &mask, bad) != DB_OK)
+			fatalx("enqueue failed");
+	}
+	int64_t t1 = util_mono_ms();
+	printf("queue_enqueue %.0f jobs/s\n", n * 1000.0 / (double)(t1 - t0 ? t1 - t0 : 1));
+	db_close(db);
+
+	/* Exclusivity off here: this measures the queue's own cost, not how
+	 * often 8 sistemas happen to be free. */
+	t0 = util_mono_ms();
+	for (int p = 0; p < procs; p++) {
+		if (fork() == 0) {
+			struct db *d = db_open(path, 0, 10000, err, sizeof(err));
+			struct job j;
+			int r;
+			if (d == NULL)
+				_exit(1);
+			while ((r = jobq_acquire(d, getpid(), procs, 0, &j)) != 0) {
+				if (r < 0)
+					continue;
+				if (jobq_finish(d, j.id, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL) != DB_OK)
+					_exit(2);
+				jobq_job_clear(&j);
+			}
+			db_close(d);
+			_exit(0);
+		}
+	}
+	int st, bad_exit = 0;
+	while (wait(&st) > 0)
+		bad_exit |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+	t1 = util_mono_ms();
+	if (bad_exit)
+		fatalx("a competing process failed");
+	printf("queue_acquire_complete_%dp %.0f jobs/s\n", procs, n * 1000.0 / (double)(t1 - t0 ? t1 - t0 : 1));
+	rm_db(path);
+	return 0;
+}

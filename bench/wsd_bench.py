@@ -1,0 +1,139 @@
+"""etl-wsd benchmarks (run by bench/wsd.sh): fan-out throughput to 1,000
+clients, PUBLISH->client latency at 100 msg/s with 1 and 1,000 clients, and
+resident memory with 10,000 idle clients. Real Redis, real etl-wsd, the C
+load generator (build/wsclient). Prints one JSON line per result."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
+
+from harness import TestEnv, start_redis, wait_for  # noqa: E402
+import harness_wsd as hw  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+PAYLOAD = {"job_id": 12, "slot_id": 0, "seq": 0, "ts": "2026-11-28T17:41:23.120Z",
+           "level": "INFO", "sistema": "amplis",
+           "mensagem": "Extraindo tabela clientes: 12000 linhas processadas"}
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def clients(w, n, expect, timeout=300, hold=0):
+    path = "/ws?token=" + hw.make_token(ttl=7200)
+    p = subprocess.Popen([hw.WSCLIENT, "-p", str(w.port), "-P", path, "-c", str(n),
+                          "-n", str(expect), "-T", str(timeout), "-H", str(hold)],
+                         stdout=subprocess.PIPE, text=True)
+    first = json.loads(p.stdout.readline() or "{}")
+    assert first.get("n") == n, first
+    wait_for(lambda: w.metric("etl_wsd_clients") >= n, timeout=60, what=f"{n} clients")
+    return p
+
+
+def finish(p):
+    out, _ = p.communicate(timeout=600)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def env_with_wsd(**extra):
+    env = TestEnv(ETL_LOG_LEVEL="warn")
+    _, url = start_redis(env)
+    w = hw.start_wsd(env, url, extra_env=extra)
+    return env, w, hw.Redis(url)
+
+
+def fanout(n_clients=1000, n_msgs=2000):
+    env, w, r = env_with_wsd(WSD_MAX_BACKLOG="65536")
+    try:
+        p = clients(w, n_clients, n_msgs)
+        c0 = cpu_s(w.proc.pid)
+        msgs = [hw.event("log", **dict(PAYLOAD, seq=i)) for i in range(n_msgs)]
+        t0 = time.monotonic()
+        for i in range(0, n_msgs, 500):
+            r.publish_many(msgs[i:i + 500])
+        s = finish(p)
+        wall = time.monotonic() - t0
+        wsd_cpu = cpu_s(w.proc.pid) - c0
+        return {"bench": "fanout", "clients": n_clients, "messages": n_msgs,
+                "deliveries": s["messages"], "complete_clients": s["complete"],
+                "deliveries_per_s": round(s["messages"] / max(s["rx_span_s"], 1e-9)),
+                "deliveries_per_s_wall": round(s["messages"] / wall),
+                "rx_span_s": s["rx_span_s"], "wsd_cpu_s": round(wsd_cpu, 3),
+                "loadgen_cpu_s": round(s["cpu_user_s"] + s["cpu_sys_s"], 3),
+                "slow_consumer_closes": w.metric("etl_wsd_slow_consumer_closes_total")}
+    finally:
+        env.close()
+
+
+def latency(n_clients, rate=100, seconds=10):
+    env, w, r = env_with_wsd()
+    try:
+        n_msgs = rate * seconds
+        p = clients(w, n_clients, n_msgs)
+        c0 = cpu_s(w.proc.pid)
+        t_next = time.monotonic()
+        for i in range(n_msgs):
+            now = time.monotonic()
+            if t_next > now:
+                time.sleep(t_next - now)  # a paced load generator, not a test wait
+            t_next += 1.0 / rate
+            r.publish(hw.event("log", **dict(PAYLOAD, seq=i, t_us=time.time_ns() // 1000)))
+        s = finish(p)
+        return {"bench": "latency", "clients": n_clients, "rate_per_s": rate,
+                "messages": n_msgs, "samples": s["latency_samples"],
+                "p50_us": s["latency_p50_us"], "p99_us": s["latency_p99_us"],
+                "max_us": s["latency_max_us"], "complete_clients": s["complete"],
+                "wsd_cpu_s": round(cpu_s(w.proc.pid) - c0, 3),
+                "loadgen_cpu_s": round(s["cpu_user_s"] + s["cpu_sys_s"], 3)}
+    finally:
+        env.close()
+
+
+def idle_rss(n_clients=10000):
+    env, w, r = env_with_wsd()
+    try:
+        base = rss_kb(w.proc.pid)
+        p = clients(w, n_clients, 0, hold=600)
+        time.sleep(1)  # let the allocator settle before reading RSS
+        full = rss_kb(w.proc.pid)
+        p.terminate()
+        finish(p)
+        return {"bench": "idle_rss", "clients": n_clients, "base_rss_kb": base,
+                "rss_kb": full, "per_conn_bytes": round((full - base) * 1024 / n_clients)}
+    finally:
+        env.close()
+
+
+def main():
+    which = sys.argv[1:] or ["fanout", "latency1", "latency1000", "rss"]
+    for b in which:
+        if b == "fanout":
+            res = fanout()
+        elif b == "latency1":
+            res = latency(1)
+        elif b == "latency1000":
+            res = latency(1000)
+        elif b == "rss":
+            res = idle_rss()
+        else:
+            raise SystemExit(f"unknown benchmark {b}")
+        print(json.dumps(res), flush=True)
+
+
+if __name__ == "__main__":
+    main()
