@@ -53,16 +53,6 @@ async function launch() {
   });
   ctx.setDefaultTimeout(20000);
   const problems = [];
-  // The page must run under the strict policy the web server is meant to send;
-  // the document is served with it here whatever the server sends, and every
-  // violation is recorded from inside the page.
-  await ctx.route(/\/(index\.html)?(\?.*)?(#.*)?$/, async (route) => {
-    if (route.request().resourceType() !== 'document') return route.continue();
-    const resp = await route.fetch();
-    const sent = resp.headers()['content-security-policy'];
-    await route.fulfill({ response: resp, headers: { ...resp.headers(), 'content-security-policy': CSP } });
-    if (sent === undefined) problems.push('note: the web server sent no Content-Security-Policy header');
-  });
   await ctx.addInitScript(() => {
     window.__csp = [];
     document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
@@ -94,9 +84,18 @@ async function shot(page, name, opt = {}) {
   return file;
 }
 
+/** Opens the page; notes whether the server sent the strict CSP (every
+ *  violation is recorded by the init script and fails the scenario). */
+async function open(b) {
+  const resp = await b.page.goto(`${BASE}/`);
+  const sent = resp.headers()['content-security-policy'];
+  if (sent === undefined) b.problems.push('note: the web server sent no Content-Security-Policy header');
+  else if (sent !== CSP) b.problems.push(`note: Content-Security-Policy sent: ${sent}`);
+}
+
 async function login(page, who) {
   const u = USERS[who];
-  await page.goto(`${BASE}/`);
+  await open(current);
   await page.getByLabel('Usuário').fill(u.username);
   await page.getByLabel('Senha').fill(u.password);
   await page.getByRole('button', { name: 'Entrar' }).click();
@@ -191,11 +190,12 @@ async function assertSameLog(page, jobId) {
 // ---- scenarios -------------------------------------------------------------------
 
 const scenarios = {};
+let current = null; // the browser of this run (for login())
 
 /** Operator: log in, execute, watch the log stream live and the progress bar move. */
 scenarios.execute = async (b) => {
   const { page } = b;
-  await page.goto(`${BASE}/`);
+  await open(b);
   await page.locator('#login-form').waitFor();
   await shot(page, 'login');
   await login(page, 'operator');
@@ -362,7 +362,7 @@ scenarios.viewer = async (b) => {
 scenarios.session = async (b) => {
   const { page } = b;
   const u = USERS.operator;
-  await page.goto(`${BASE}/`);
+  await open(b);
   // Keyboard only: the user field has focus, Tab to the password, Enter submits.
   await page.locator('#login-user').waitFor({ state: 'visible' });
   assert.equal(await page.evaluate(() => document.activeElement.id), 'login-user');
@@ -481,6 +481,7 @@ if (!scenarios[name]) {
   process.exit(2);
 }
 const b = await launch();
+current = b;
 let code = 0;
 try {
   const r = await scenarios[name](b);

@@ -176,15 +176,17 @@ function showLive() {
   const banner = $('conn-banner');
   let state, text;
   if (live.isOpen() && redis !== 'disabled' && redis !== 'down') { state = 'live'; text = 'Tempo real'; }
-  else if (live.isOpen()) { state = 'poll'; text = 'Atualização periódica'; }
+  else if (live.isOpen() || redis === 'disabled') { state = 'poll'; text = 'Atualização periódica'; }
   else if (liveInfo.state === 'connecting' && !liveInfo.attempt) { state = 'poll'; text = 'Conectando…'; }
   else { state = 'off'; text = 'Desconectado'; }
   chip.dataset.state = state;
   if (chip.textContent !== text) chip.textContent = text;
-  if (live.isOpen() && redis === 'disabled') chip.title = 'Redis desativado: a página consulta a API periodicamente';
+  if (redis === 'disabled') chip.title = 'Redis desativado: a página consulta a API periodicamente';
   else chip.title = '';
 
-  const lost = !live.isOpen() && liveInfo.attempt > 0 && liveInfo.state !== 'idle';
+  // With Redis disabled no events exist: a missing socket is expected then,
+  // the chip says the page polls, and no alarm is raised.
+  const lost = !live.isOpen() && liveInfo.attempt > 0 && liveInfo.state !== 'idle' && redis !== 'disabled';
   banner.hidden = !lost;
   if (lost) {
     let t = 'Conexão em tempo real perdida. ';
