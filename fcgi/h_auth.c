@@ -117,8 +117,9 @@ hauth_bootstrap_admin(struct api *api)
 		return 0;
 	rc = users_create(api->db, name, pass, ROLE_ADMIN);
 	if (rc == DB_CONFLICT) {
-		/* the user exists (as non-admin), or another process just made it */
-		log_warnx("first admin: user %s already exists; not changed", name);
+		/* another process started at the same time made it, or the name
+		 * belongs to a non-admin account (left unchanged) */
+		log_info("first admin: user %s exists already", name);
 		return 0;
 	}
 	if (rc != DB_OK) {

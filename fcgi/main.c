@@ -103,8 +103,14 @@ static void
 serve(struct api *api, int listen_fd)
 {
 	FCGX_Request fr;
+	sigset_t term;
 	struct req r;
 
+	/* a stop signal waits while a request is in hand (so no write of the
+	 * answer is cut short by EINTR); it is taken between requests */
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigaddset(&term, SIGINT);
 	api_open(api);
 	if (FCGX_InitRequest(&fr, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
 		fatalx("FCGX_InitRequest failed");
@@ -118,11 +124,15 @@ serve(struct api *api, int listen_fd)
 			log_warn("FCGX_Accept_r");
 			continue;
 		}
+		if (sigprocmask(SIG_BLOCK, &term, NULL) != 0)
+			log_warn("sigprocmask");
 		req_init(&r, api, 0, fr.in, fr.out, fr.envp);
 		route_dispatch(&r);
 		req_free(&r);
 		api->requests++;
 		FCGX_Finish_r(&fr);
+		if (sigprocmask(SIG_UNBLOCK, &term, NULL) != 0)
+			log_warn("sigprocmask");
 	}
 	FCGX_Free(&fr, 1);
 	log_info("stopping after %lld request(s)", (long long)api->requests);

@@ -168,6 +168,7 @@ void
 route_dispatch(struct req *r)
 {
 	const struct route *rt;
+	char meth[24];
 	int64_t cl;
 
 	rt = find(r);
@@ -212,7 +213,8 @@ route_dispatch(struct req *r)
 		resp_error(r, 500, "internal error");
 	}
 out:
-	log_debug("%s %s -> %d (%lld ms)%s%s", r->method, rt ? rt->pattern : "(no route)", r->status,
+	log_escape(r->method, strlen(r->method), meth, sizeof(meth));
+	log_debug("%s %s -> %d (%lld ms)%s%s", meth, rt ? rt->pattern : "(no route)", r->status,
 	    (long long)(util_mono_ms() - r->t0), r->authed ? " user=" : "",
 	    r->authed ? r->user.username : "");
 }

@@ -298,3 +298,39 @@ def test_api_base_is_configurable(menv):
     assert c.get("/app/api/health")[0] == 200
     assert c.get("/api/health")[0] == 404
     assert c.get("/app/apix/health")[0] == 404
+
+
+def test_sigterm_lets_the_request_in_hand_finish(menv):
+    """A request half-sent when SIGTERM arrives is still answered in full;
+    then the process exits 0."""
+    import json
+    import struct
+    from harness_web import FCGI_BEGIN, FCGI_PARAMS, FCGI_STDIN, _nv, _rec
+    p, c = start_api(menv)
+    port = c.addr[1]
+
+    def sockets():
+        return {l for l in (os.readlink(f"/proc/{p.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{p.pid}/fd"))
+                if l.startswith("socket:")}
+    idle = sockets()
+    body = json.dumps({"username": ADMIN, "password": ADMIN_PW}).encode()
+    params = {"REQUEST_METHOD": "POST", "REQUEST_URI": "/api/auth/login", "QUERY_STRING": "",
+              "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body))}
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(_rec(FCGI_BEGIN, 1, struct.pack(">HB5x", 1, 0)) +
+                  _rec(FCGI_PARAMS, 1, b"".join(_nv(k, v) for k, v in params.items())) +
+                  _rec(FCGI_PARAMS, 1, b"") + _rec(FCGI_STDIN, 1, body[:10]))
+        wait_for(lambda: sockets() - idle, what="the connection accepted")
+        p.signal(signal.SIGTERM)
+        s.sendall(_rec(FCGI_STDIN, 1, body[10:]) + _rec(FCGI_STDIN, 1, b""))
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        s.close()
+    assert b"Status: 200 OK" in out and b"access_token" in out
+    assert p.wait(15) == 0
