@@ -27,8 +27,9 @@
 #include "util.h"
 
 #define CLIENTS_INBOUND_MAX 4096 /* bytes of one inbound message */
+#define CLIENTS_RX_CHUNK 512     /* lws' per-connection receive buffer */
 #define CLIENTS_MAX_TYPES 8      /* names in a ?types= filter */
-#define CLIENTS_BATCH 256        /* frames written per writeable callback, at most */
+#define CLIENTS_TXBUF 16384      /* bytes of frames coalesced into one send */
 #define CLIENTS_KILL_S 2         /* s a closing client gets to take its close frame */
 #define CLIENTS_MAX_ORIGINS 32
 #define CLIENTS_ARG_MAX 4200     /* bytes of one query argument (headers are <= 4096) */
@@ -74,6 +75,7 @@ struct clients {
 	const char *origins[CLIENTS_MAX_ORIGINS];
 	int norigins;
 
+	unsigned char *txbuf; /* LWS_PRE + CLIENTS_TXBUF, shared: one loop thread */
 	struct relay_msg **ring;
 	uint64_t cap, mask;
 	uint64_t head; /* sequence of the next message */
@@ -325,32 +327,46 @@ push(struct clients *cs, struct relay_msg *m)
 	cs->head = seq + 1;
 }
 
-/* Writes what c has pending, as long as the socket takes it. Returns -1 to close. */
+/*
+ * Writes what c has pending: as many whole frames as fit in the shared
+ * transmit buffer, in one send (LWS_WRITE_RAW: the frames are ready-made).
+ * A short send is kept by lws and flushed before anything else, so frames
+ * never interleave with lws' own pings and close. Returns -1 to close.
+ */
 static int
 write_pending(struct clients *cs, struct client *c)
 {
+	unsigned char *out = cs->txbuf + LWS_PRE;
 	struct relay_msg *m;
-	int64_t now;
-	int n = 0;
+	size_t off = 0;
+	int64_t now = mono_us();
 
-	while (c->pending > 0 && n < CLIENTS_BATCH) {
+	while (c->pending > 0) {
 		m = cs->ring[c->next_seq & cs->mask];
 		if (!matches(c, m)) {
 			c->next_seq++;
 			continue;
 		}
-		if (n > 0 && lws_send_pipe_choked(c->wsi))
+		if (off > 0 && off + m->frame_len > CLIENTS_TXBUF)
 			break;
-		if (lws_write(c->wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT) < 0) {
-			log_debug("client=%llu: write failed", (unsigned long long)c->id);
-			return -1;
+		if (m->frame_len > CLIENTS_TXBUF) {
+			/* Larger than the buffer: alone, from its own bytes. */
+			if (lws_write(c->wsi, m->frame, m->frame_len, LWS_WRITE_RAW) < 0)
+				return -1;
+		} else {
+			memcpy(out + off, m->frame, m->frame_len);
+			off += m->frame_len;
 		}
-		now = mono_us();
 		observe_latency(cs, now - m->recv_us);
 		cs->st.deliveries++;
 		c->next_seq++;
 		c->pending--;
-		n++;
+		if (off == 0)
+			break; /* one big frame per writeable */
+	}
+	if (off > 0 && lws_write(c->wsi, out, off, LWS_WRITE_RAW) < 0) {
+		log_debug("client=%llu: write failed", (unsigned long long)c->id);
+		return -1;
 	}
 	if (c->pending > 0)
 		lws_callback_on_writable(c->wsi);
@@ -507,6 +523,7 @@ clients_new(const struct conf *cf, char *err, size_t errlen)
 		;
 	cs->mask = cs->cap - 1;
 	cs->ring = xcalloc(cs->cap, sizeof(*cs->ring));
+	cs->txbuf = xmalloc(LWS_PRE + CLIENTS_TXBUF);
 	return cs;
 }
 
@@ -521,6 +538,7 @@ clients_free(struct clients *cs)
 		for (i = 0; i < cs->cap; i++)
 			relay_msg_free(cs->ring[i]);
 	free(cs->ring);
+	free(cs->txbuf);
 	if (cs->secret != NULL)
 		explicit_bzero(cs->secret, cs->secret_len);
 	free(cs->secret);
@@ -541,7 +559,8 @@ clients_protocol(struct clients *cs, struct lws_protocols *out)
 	out->name = "etl-events";
 	out->callback = callback;
 	out->per_session_data_size = sizeof(struct client);
-	out->rx_buffer_size = CLIENTS_INBOUND_MAX;
+	out->rx_buffer_size = CLIENTS_RX_CHUNK;
+	out->tx_packet_size = RELAY_FRAME_MAX; /* a send is never split by lws */
 	out->user = cs;
 }
 

@@ -80,16 +80,36 @@ mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Copies the JSON text behind LWS_PRE bytes and writes the text frame's
+ * header (2, 4 or 10 bytes; LWS_PRE is larger) just before it. */
 static struct relay_msg *
-msg_new(const char *frame, size_t len)
+msg_new(const char *json, size_t len)
 {
 	struct relay_msg *m;
+	unsigned char *p;
+	size_t h;
 
 	m = xcalloc(1, sizeof(*m) + LWS_PRE + len + 1);
-	memcpy(m->data + LWS_PRE, frame, len);
+	p = m->data + LWS_PRE;
+	memcpy(p, json, len);
 	m->len = len;
 	m->job_id = -1;
 	m->recv_us = mono_us();
+	h = len < 126 ? 2 : len < 65536 ? 4 : 10;
+	m->frame = p - h;
+	m->frame_len = h + len;
+	m->frame[0] = 0x81; /* FIN, text */
+	if (h == 2)
+		m->frame[1] = (unsigned char)len;
+	else if (h == 4) {
+		m->frame[1] = 126;
+		m->frame[2] = (unsigned char)(len >> 8);
+		m->frame[3] = (unsigned char)len;
+	} else {
+		m->frame[1] = 127;
+		for (int i = 0; i < 8; i++)
+			m->frame[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+	}
 	return m;
 }
 
@@ -157,6 +177,10 @@ relay_validate(const char *data, size_t len, enum relay_drop *why)
 	    json_object_object_add(out, "payload", json_object_get(payload)) != 0)
 		fatalx("json_object_object_add: out of memory");
 	frame = js_dump(out);
+	if (strlen(frame) > RELAY_FRAME_MAX - 10) {
+		*why = RELAY_DROP_TOO_BIG; /* control characters, escaped, grew it */
+		goto out;
+	}
 	m = msg_new(frame, strlen(frame));
 	memcpy(m->type, type, tlen);
 	m->type[tlen] = '\0';

@@ -20,11 +20,13 @@ struct relay;
 
 #define RELAY_MSG_MAX 65536 /* bytes of one Redis message; larger ones are dropped */
 #define RELAY_TYPE_MAX 64   /* bytes of an event type */
+#define RELAY_FRAME_MAX (2 * RELAY_MSG_MAX) /* bytes of the frame we send (escapes grow it) */
 
 /*
  * One validated event, ready to send: data[LWS_PRE .. LWS_PRE+len) is the
- * frame, with lws' headroom in front. Made by the relay thread, owned by the
- * loop once taken (the clients' ring frees it).
+ * JSON text, and frame[0 .. frame_len) the complete websocket text frame
+ * (server frames are unmasked, so the same bytes go to every client). Made
+ * by the relay thread, owned by the loop once taken (the ring frees it).
  */
 struct relay_msg {
 	struct relay_msg *next; /* handoff list */
@@ -34,6 +36,8 @@ struct relay_msg {
 	int broadcast;          /* 1: passes every filter (resync) */
 	char type[RELAY_TYPE_MAX + 1];
 	size_t len;
+	unsigned char *frame; /* inside data: header just before the JSON */
+	size_t frame_len;
 	unsigned char data[];
 };
 

@@ -234,3 +234,27 @@ def test_server_pings_idle_clients(env):
     assert head[0] == 0x89, head  # FIN + opcode 9 (ping)
     assert time.monotonic() - t0 < 4
     c.close()
+
+
+def test_frames_of_every_header_size(env):
+    """Frames are built once by the relay (2-, 4-byte headers here) and
+    coalesced into one send per client: sizes around the boundaries arrive
+    intact and in order."""
+    _, url = start_redis(env)
+    w = hw.start_wsd(env, url)
+    r = hw.Redis(url)
+    sizes = [0, 50, 90, 100, 125, 126, 127, 200, 5000, 16000, 16384, 20000, 60000]
+
+    async def main():
+        ws = await hw.connect(w.url(token=hw.make_token()))
+        hw.wait_subscribers(r, 1)
+        r.publish_many([json.dumps(hw.event("log", seq=i, m="é" * (n // 2) + "a" * (n % 2)),
+                                   ensure_ascii=False).encode() for i, n in enumerate(sizes)])
+        got = await hw.recv_n(ws, len(sizes))
+        await ws.close()
+        return got
+
+    got = hw.run(main())
+    assert [g["payload"]["seq"] for g in got] == list(range(len(sizes)))
+    assert [len(g["payload"]["m"].encode()) for g in got] == \
+        [n // 2 * 2 + n % 2 for n in sizes]

@@ -44,6 +44,7 @@ static struct {
 	size_t nlat;
 	int codes[5000]; /* close codes seen (index = code) */
 	int64_t t0_us, all_open_us;
+	int64_t first_rx_us, last_rx_us; /* monotonic, first and last message */
 	lws_sorted_usec_list_t sul, tick;
 } wsc;
 
@@ -150,6 +151,9 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			break;
 		c->msgs++;
 		wsc.total++;
+		wsc.last_rx_us = now_us(CLOCK_MONOTONIC);
+		if (wsc.first_rx_us == 0)
+			wsc.first_rx_us = wsc.last_rx_us;
 		latency_sample(in, len);
 		if (wsc.expect > 0 && c->msgs == wsc.expect)
 			wsc.complete++;
@@ -211,11 +215,12 @@ summary(void)
 	printf("{\"connected\":%d,\"failed\":%d,\"closed\":%d,\"complete\":%d,\"messages\":%ld,"
 	       "\"min_per_conn\":%ld,\"max_per_conn\":%ld,\"latency_samples\":%zu,"
 	       "\"latency_p50_us\":%lld,\"latency_p99_us\":%lld,\"latency_max_us\":%lld,"
-	       "\"elapsed_s\":%.3f,\"since_open_s\":%.3f,\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,"
+	       "\"elapsed_s\":%.3f,\"since_open_s\":%.3f,\"rx_span_s\":%.6f,\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,"
 	       "\"close_codes\":{",
 	    wsc.connected, wsc.failed, wsc.closed, wsc.complete, wsc.total, mn < 0 ? 0 : mn, mx,
 	    wsc.nlat, (long long)p50, (long long)p99, (long long)pmax, elapsed,
 	    wsc.all_open_us ? (double)(now_us(CLOCK_MONOTONIC) - wsc.all_open_us) / 1e6 : 0.0,
+	    (double)(wsc.last_rx_us - wsc.first_rx_us) / 1e6,
 	    (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
 	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
 	for (i = 0; i < 5000; i++)
