@@ -188,6 +188,33 @@ full_disk_is_reported(void **state)
 	unit_rmdb(path);
 }
 
+static void
+full_disk_mid_migration_rolls_back(void **state)
+{
+	char path[64], err[256], cmd[512];
+	sqlite3 *h;
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	snprintf(cmd, sizeof(cmd), "sqlite3 %s < %s/legacy-v1.sql", path, FIXTURES);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+	/* The file may not grow past its current size: the migration's new
+	 * tables and indexes hit SQLITE_FULL part way through. */
+	assert_int_equal(sqlite3_exec(h, "PRAGMA max_page_count = 8", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(migrate_apply(h, err, sizeof(err)), -1);
+	if (strstr(err, "disk full") == NULL)
+		fail_msg("unexpected error: %s", err);
+	/* step 1 (the legacy shape, nothing to create) may be done; step 2 is not */
+	assert_true(migrate_version(h) <= 1);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(h, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'worker_slot'", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	unit_rmdb(path);
+}
+
 int
 main(void)
 {
@@ -200,6 +227,7 @@ main(void)
 		cmocka_unit_test(busy_reported_distinctly),
 		cmocka_unit_test(concurrent_first_open),
 		cmocka_unit_test(full_disk_is_reported),
+		cmocka_unit_test(full_disk_mid_migration_rolls_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
