@@ -139,6 +139,6 @@ def test_no_etl_api_process_crashed(stack):
     logs = "".join(open(stack.env.path(f), errors="replace").read()
                    for f in ("lighttpd-error.log", "apache-error.log", "lighttpd.log", "etl-api.log")
                    if __import__("os").path.exists(stack.env.path(f)))
-    for bad in ("Segmentation", "signal 11", "signal 6", "core dumped", "AddressSanitizer",
+    for bad in ("Segmentation", "signal 11", "signal 6", "core dumped", "AddressSanitizer", "LeakSanitizer", "runtime error:",
                 "child exited with signal", "handler gave no response"):
         assert bad not in logs, bad

@@ -90,6 +90,7 @@ def test_prefork_children_graceful_sigterm_and_respawn(menv):
     kids = children(p.pid)
     p.signal(signal.SIGTERM)
     assert p.wait(15) == 0
+    assert "Sanitizer" not in p.log()
     for k in kids:
         assert not os.path.exists(f"/proc/{k}") or open(f"/proc/{k}/stat").read().split()[2] == "Z"
     with pytest.raises(OSError):
@@ -102,6 +103,7 @@ def test_single_process_graceful_sigterm(menv):
     p.signal(signal.SIGTERM)
     assert p.wait(15) == 0
     assert "stopping after" in p.log()
+    assert "Sanitizer" not in p.log() and "runtime error" not in p.log()
 
 
 def test_login_limit_holds_across_processes(menv):
@@ -334,3 +336,4 @@ def test_sigterm_lets_the_request_in_hand_finish(menv):
         s.close()
     assert b"Status: 200 OK" in out and b"access_token" in out
     assert p.wait(15) == 0
+    assert "Sanitizer" not in p.log()
