@@ -6,3 +6,9 @@ $(BUILD)/etl-api: $(API_OBJS) $(LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(API_OBJS) $(LIB) $(PKG_LIBS) $(FCGI_LIBS) -lm
 
 PROGS += $(BUILD)/etl-api
+
+# The trivial responder of bench/api.sh (needs libfcgi, which the generic
+# bench rule does not link): an explicit rule wins over bench's pattern.
+$(BUILD)/bench/fcgi_echo: $(BUILD)/bench/fcgi_echo.o
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(FCGI_LIBS)

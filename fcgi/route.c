@@ -104,6 +104,13 @@ find(struct req *r)
 	}
 	if (allow.len == 0) {
 		resp_error(r, 404, "not found");
+	} else if (strcmp(r->method, "OPTIONS") == 0 && r->api->conf.cors_origin != NULL &&
+	    *r->api->conf.cors_origin != '\0') {
+		/* a browser's CORS preflight (only when ETL_CORS_ORIGIN is set) */
+		resp_header(r, "Access-Control-Allow-Methods", "%s", allow.data);
+		resp_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key");
+		resp_header(r, "Access-Control-Max-Age", "600");
+		resp_send(r, 204, NULL, NULL, 0);
 	} else {
 		resp_header(r, "Allow", "%s", allow.data);
 		resp_error(r, 405, "method not allowed");

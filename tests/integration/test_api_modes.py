@@ -337,3 +337,18 @@ def test_sigterm_lets_the_request_in_hand_finish(menv):
     assert b"Status: 200 OK" in out and b"access_token" in out
     assert p.wait(15) == 0
     assert "Sanitizer" not in p.log()
+
+
+def test_cors_only_when_configured(menv):
+    p, c = start_api(menv)
+    st, h, _, _ = c.request("OPTIONS", "/api/jobs")
+    assert st == 405 and "access-control-allow-origin" not in h
+    p.stop()
+    p, c = start_api(menv, ETL_CORS_ORIGIN="https://dash.example")
+    st, h, _, raw = c.request("OPTIONS", "/api/sistemas/amplis")
+    assert st == 204 and raw == b""
+    assert h["access-control-allow-origin"] == "https://dash.example"
+    assert set(h["access-control-allow-methods"].replace(" ", "").split(",")) == {"GET", "PUT"}
+    assert "Authorization" in h["access-control-allow-headers"]
+    assert c.get("/api/health")[1]["access-control-allow-origin"] == "https://dash.example"
+    assert c.request("OPTIONS", "/api/nope")[0] == 404

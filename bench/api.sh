@@ -1,0 +1,106 @@
+#!/bin/sh
+# bench/api.sh: wrk through lighttpd (the project's own lighttpd/ configs)
+# against etl-api, and against a trivial FastCGI responder (fcgi_echo) in
+# the same place, so the numbers say what our own work costs.
+#   POST /api/execute          (token check, validation, one INSERT transaction)
+#   GET  /api/jobs?limit=50    (token check, a page of 50 jobs as JSON)
+# Usage: bench/api.sh [BUILD_DIR]   env: DURATION (10s), THREADS (2), CONNS (16)
+# Results: bench/results/api-<UTC time>.txt (and stdout).
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$(cd "${1:-${BUILD:-$ROOT/build}}" 2>/dev/null && pwd || echo "$ROOT/build")
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-16}
+SECRET=bench-secret-0123456789abcdef0123456789abcdef
+
+make -C "$ROOT" -s BUILD="$BUILD" "$BUILD/etl-api" "$BUILD/bench/fcgi_echo" >/dev/null
+for t in wrk lighttpd curl; do
+	command -v $t >/dev/null || { echo "bench/api.sh: $t is required" >&2; exit 1; }
+done
+
+TMP=$(mktemp -d /tmp/etl-bench-api.XXXXXX)
+LPID=
+cleanup() {
+	[ -n "$LPID" ] && kill "$LPID" 2>/dev/null && wait "$LPID" 2>/dev/null
+	rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# $1: directory holding the "etl-api" the web server spawns
+start_lighttpd() {
+	PORT=$(free_port)
+	mkdir -p "$TMP/run"
+	for f in etl.conf lighttpd.conf; do
+		sed -e "s|@PORT@|$PORT|g" -e "s|@WSPORT@|$(free_port)|g" -e "s|@ROOT@|$ROOT|g" \
+		    -e "s|@BIN@|$1|g" -e "s|@RUN@|$TMP/run|g" "$ROOT/lighttpd/$f" > "$TMP/run/$f"
+	done
+	(cd "$TMP/run" && exec lighttpd -D -f "$TMP/run/lighttpd.conf") >"$TMP/lighttpd.log" 2>&1 &
+	LPID=$!
+	i=0
+	until curl -sf "http://127.0.0.1:$PORT/api/health" >/dev/null 2>&1; do
+		i=$((i + 1)); [ $i -lt 200 ] || { cat "$TMP/lighttpd.log" "$TMP/run/lighttpd-error.log" >&2; exit 1; }
+		sleep 0.05
+	done
+}
+
+stop_lighttpd() {
+	kill "$LPID"; wait "$LPID" 2>/dev/null || true; LPID=
+}
+
+cat > "$TMP/run.env" <<EOF
+ETL_DB_PATH=$TMP/etl.db
+ETL_SECRET=$SECRET
+ETL_ADMIN_USER=bench
+ETL_ADMIN_PASSWORD=bench-pass-1
+ETL_WAKE_DIR=$TMP/wake
+ETL_LOG_LEVEL=warn
+REDIS_ENABLED=false
+EOF
+mkdir -p "$TMP/run" && cp "$TMP/run.env" "$TMP/run/etl.env"
+
+cat > "$TMP/execute.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = '{"sistemas": ["amplis", "maps"], "params": {"bench": true}}'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+
+OUT="$ROOT/bench/results/api-$(date -u +%Y%m%dT%H%M%SZ).txt"
+mkdir -p "$ROOT/bench/results"
+{
+echo "# bench/api.sh $(date -u +%FT%TZ) wrk -t$THREADS -c$CONNS -d$DURATION, lighttpd mod_fastcgi (max-procs 2), $(nproc) CPUs"
+
+start_lighttpd "$BUILD"
+B="http://127.0.0.1:$PORT/api"
+TOKEN=$(curl -sf -H 'Content-Type: application/json' \
+	-d '{"username":"bench","password":"bench-pass-1"}' "$B/auth/login" |
+	/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+for s in amplis maps; do
+	curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+		-d "{\"nome\": \"$s\"}" "$B/sistemas/$s" >/dev/null
+done
+AUTH="Authorization: Bearer $TOKEN"
+
+echo "## etl-api: POST /api/execute"
+wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "$AUTH" -s "$TMP/execute.lua" "$B/execute" | grep -E 'Requests/sec|Latency|Non-2xx|requests in'
+echo "## etl-api: GET /api/jobs?limit=50 ($(curl -sf -H "$AUTH" "$B/jobs?limit=1" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])') jobs in the table)"
+wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "$AUTH" "$B/jobs?limit=50" | grep -E 'Requests/sec|Latency|Non-2xx|requests in'
+echo "## etl-api: GET /api/health (no token, no write)"
+wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "$B/health" | grep -E 'Requests/sec|Latency|Non-2xx|requests in'
+stop_lighttpd
+
+mkdir -p "$TMP/echo-bin"
+ln -s "$BUILD/bench/fcgi_echo" "$TMP/echo-bin/etl-api"
+start_lighttpd "$TMP/echo-bin"
+B="http://127.0.0.1:$PORT/api"
+echo "## trivial responder: POST /api/execute"
+wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "$AUTH" -s "$TMP/execute.lua" "$B/execute" | grep -E 'Requests/sec|Latency|Non-2xx|requests in'
+echo "## trivial responder: GET /api/jobs?limit=50"
+wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "$AUTH" "$B/jobs?limit=50" | grep -E 'Requests/sec|Latency|Non-2xx|requests in'
+stop_lighttpd
+} | tee "$OUT"
+echo "results: $OUT"
