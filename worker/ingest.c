@@ -36,8 +36,10 @@ struct pline {
 	int64_t job_id;
 	int64_t seq;
 	int64_t ts_ms;
-	int slot_id;                     /* DB slot id, for the event */
-	size_t level, sistema, mensagem; /* offsets of NUL-terminated strings in arena */
+	int slot_id;     /* DB slot id, for the event */
+	size_t mensagem; /* offset of a NUL-terminated string in arena */
+	char level[LPARSE_LEVEL_MAX + 1];
+	char sistema[LPARSE_SISTEMA_MAX + 1];
 };
 
 struct ingest {
@@ -168,19 +170,16 @@ apply_status(struct slot *s, const struct lparse_line *pl)
 	s->sist_dirty = 1;
 }
 
-/* The line assembled in st is complete: parse it and queue it. */
+/* A complete line (len bytes, at most max_line + 1): parse it and queue it. */
 static void
-emit_line(struct worker *w, struct slot *s, struct stream *st, int64_t ts_ms)
+queue_line(struct worker *w, struct slot *s, struct stream *st, const char *line, size_t len,
+    int64_t ts_ms)
 {
 	struct ingest *g = w->ing;
 	struct lparse_line *pl = &g->pl;
 	struct pline *e;
 
-	if (st->line.len == 0 && !st->overflow)
-		return; /* empty line (or the LF of a CRLF pair split oddly) */
-	lparse(st->line.data ? st->line.data : "", st->line.len, st->is_stderr, g->max_line, pl);
-	buf_reset(&st->line);
-	st->overflow = 0;
+	lparse(line, len, st->is_stderr, g->max_line, pl);
 	if (g->n == g->cap) {
 		g->cap = g->cap ? g->cap * 2 : 256;
 		g->v = xrealloc(g->v, g->cap * sizeof(*g->v));
@@ -190,11 +189,22 @@ emit_line(struct worker *w, struct slot *s, struct stream *st, int64_t ts_ms)
 	e->seq = s->next_seq++;
 	e->ts_ms = ts_ms;
 	e->slot_id = s->job.worker_slot;
-	e->level = arena_put(&g->arena, pl->level, strlen(pl->level));
-	e->sistema = arena_put(&g->arena, pl->sistema, strlen(pl->sistema));
+	memcpy(e->level, pl->level, sizeof(e->level));
+	memcpy(e->sistema, pl->sistema, sizeof(e->sistema));
 	e->mensagem = arena_put(&g->arena, pl->mensagem.data, pl->mensagem.len);
 	s->lines++;
 	apply_status(s, pl);
+}
+
+/* The line assembled in st is complete. */
+static void
+emit_line(struct worker *w, struct slot *s, struct stream *st, int64_t ts_ms)
+{
+	if (st->line.len == 0 && !st->overflow)
+		return; /* empty line (or the LF of a CRLF pair split oddly) */
+	queue_line(w, s, st, st->line.data, st->line.len, ts_ms);
+	buf_reset(&st->line);
+	st->overflow = 0;
 }
 
 /* Keeps at most max_line + 1 bytes of a line: enough for lparse to see it
@@ -227,11 +237,18 @@ ingest_bytes(struct worker *w, struct slot *s, struct stream *st, const char *p,
 		}
 		for (j = i; j < n && p[j] != '\n' && p[j] != '\r'; j++)
 			;
-		line_append(w->ing, st, p + i, j - i);
-		if (j == n)
-			break;
+		if (j < n && st->line.len == 0 && !st->overflow) {
+			/* A whole line inside this chunk: parse it where it is. */
+			if (j > i)
+				queue_line(w, s, st, p + i, j - i > w->ing->max_line + 1 ?
+				    w->ing->max_line + 1 : j - i, ts_ms);
+		} else {
+			line_append(w->ing, st, p + i, j - i);
+			if (j == n)
+				break;
+			emit_line(w, s, st, ts_ms);
+		}
 		st->after_cr = p[j] == '\r';
-		emit_line(w, s, st, ts_ms);
 		i = j + 1;
 	}
 }
@@ -279,8 +296,8 @@ flush_lines(struct worker *w)
 		    .job_id = g->v[i].job_id,
 		    .seq = g->v[i].seq,
 		    .ts_ms = g->v[i].ts_ms,
-		    .level = a + g->v[i].level,
-		    .sistema = a + g->v[i].sistema,
+		    .level = g->v[i].level,
+		    .sistema = g->v[i].sistema,
 		    .mensagem = a + g->v[i].mensagem,
 		};
 	}

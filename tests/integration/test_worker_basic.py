@@ -111,13 +111,21 @@ def test_exit_code_without_own_status_makes_sistemas_error(env):
     assert (s["status"], s["mensagem"]) == ("ERROR", "exit code 1")
 
 
+def test_bad_cwd_is_a_job_error(env):
+    init_db(env)
+    start_worker(env, ETL_PIPELINE_CWD=env.path("no-such-dir"))
+    j = wait_status(env, enqueue(env, "amplis"), "error")
+    assert j["error_message"].startswith("cannot start the pipeline: "), j
+
+
 def test_unrunnable_command_is_a_job_error_not_a_crash(env):
     init_db(env)
     w = start_worker(env, ETL_PIPELINE_CMD=env.path("does-not-exist"))
     i = enqueue(env, "amplis")
     j = wait_status(env, i, "error")
-    assert j["exit_code"] == 127
-    assert any("cannot start" in m for _, _, _, m in logs(env, i))
+    assert j["error_message"].startswith("cannot start the pipeline: "), j
+    assert "No such file" in j["error_message"] and j["exit_code"] is None
+    assert sistema(env, "amplis")["status"] == "ERROR"
     assert w.alive()
     j2 = enqueue(env, "maps")
     wait_status(env, j2, "error")
