@@ -7,17 +7,18 @@ import base64
 import hashlib
 import hmac
 import json
+import sqlite3
 import time
 
 import pytest
 
 from harness import SECRET, HTTP
-from harness_web import STACKS, WebStack, make_env, populate
+from harness_web import STACKS, WebStack, db_fingerprint, make_env, populate
 
 
 @pytest.fixture(scope="module", params=STACKS)
 def stack(request):
-    env = make_env()
+    env = make_env(ETL_DB_BUSY_TIMEOUT=500)
     try:
         st = WebStack(request.param, env).start()
         st.tokens = populate(st.http())
@@ -326,3 +327,18 @@ def test_content_type_415_and_size_413(stack):
     # the limit also holds for routes without a body, and before authentication
     is_error(client(stack).request("POST", "/api/jobs/1/cancel", raw=b"x" * 70000,
                                    headers={"Content-Type": "application/json"}), 413)
+
+
+def test_database_locked_503_retry_after(stack):
+    o = client(stack, "operator")
+    before = db_fingerprint(stack.env)
+    con = sqlite3.connect(stack.env.db, timeout=5, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        h = is_error(o.post("/api/execute", {"sistemas": ["amplis"]}), 503)
+        assert int(h["retry-after"]) >= 1
+    finally:
+        con.execute("ROLLBACK")
+        con.close()
+    assert db_fingerprint(stack.env) == before
+    assert o.post("/api/execute", {"sistemas": ["amplis"]})[0] == 202
