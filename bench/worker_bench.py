@@ -59,7 +59,7 @@ def bulk_enqueue(env, n, sistemas_cycle=8):
 
 
 def bench_latency(n=300):
-    env = new_env(ETL_PIPELINE_CMD=os.path.join(BUILD, "bench", "worker_stamp"),
+    env = new_env(ETL_PIPELINE_CMD=os.path.join(BUILD, "bench", "worker_stamp_static"),
                   ETL_POLL_INTERVAL=60)
     try:
         hw.start_worker(env)

@@ -16,7 +16,8 @@ main(void)
 
 	if (clock_gettime(CLOCK_REALTIME, &ts) == -1)
 		return 1;
-	if (printf("[INFO] [stdout] t=%lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec) < 0)
+	if (printf("[INFO] [stdout] t=%lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec) <
+	    0)
 		return 1;
 	return fflush(stdout) == EOF ? 1 : 0;
 }

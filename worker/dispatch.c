@@ -80,7 +80,8 @@ dispatch_acquire(struct worker *w)
 			return;
 		}
 		if (rc < 0) {
-			log_warnx("acquire: %s (retrying)", rc == DB_BUSY ? "database busy" : db_errmsg(w->db));
+			log_warnx("acquire: %s (retrying)",
+			    rc == DB_BUSY ? "database busy" : db_errmsg(w->db));
 			w->retry_at = util_mono_ms() + DISPATCH_RETRY_MS;
 			w->want_acquire = 1;
 			return;
@@ -207,7 +208,8 @@ dispatch_finish(struct worker *w, struct slot *s)
 		goto out;
 	}
 	if (drc == DB_CONFLICT) {
-		log_warnx("job=%lld slot=%d was closed elsewhere (orphan sweep?): result %s dropped",
+		log_warnx(
+		    "job=%lld slot=%d was closed elsewhere (orphan sweep?): result %s dropped",
 		    (long long)s->job.id, s->job.worker_slot, jobq_status_name(status));
 	} else if (drc != DB_OK) {
 		if (++tries < DISPATCH_FINISH_TRIES) {
@@ -217,12 +219,14 @@ dispatch_finish(struct worker *w, struct slot *s)
 		log_warnx("job=%lld: cannot record its end (%s): left to the orphan sweep",
 		    (long long)s->job.id, db_errmsg(w->db));
 	} else {
-		double dur = s->job.started_ms >= 0 ? (double)(fin_ms - s->job.started_ms) / 1000.0 : 0;
+		double dur =
+		    s->job.started_ms >= 0 ? (double)(fin_ms - s->job.started_ms) / 1000.0 : 0;
 
 		for (size_t i = 0; i < s->nsist; i++)
 			worker_publish(w, evt_status(upd[i].id, upd[i].status, upd[i].progresso,
-			    upd[i].mensagem));
-		worker_publish(w, evt_job_status(s->job.id, jobq_status_name(status), s->job.worker_slot));
+			                      upd[i].mensagem));
+		worker_publish(
+		    w, evt_job_status(s->job.id, jobq_status_name(status), s->job.worker_slot));
 		worker_publish(w, evt_job_complete(s->job.id, jobq_status_name(status), dur));
 		log_info("job=%lld slot=%d %s%s%s (%lld lines, %.3f s)", (long long)s->job.id,
 		    s->job.worker_slot, jobq_status_name(status), msg ? ": " : "", msg ? msg : "",

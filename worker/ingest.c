@@ -36,7 +36,7 @@ struct pline {
 	int64_t job_id;
 	int64_t seq;
 	int64_t ts_ms;
-	int slot_id;     /* DB slot id, for the event */
+	int slot_id; /* DB slot id, for the event */
 	size_t mensagem; /* offset of a NUL-terminated string in arena */
 	char level[LPARSE_LEVEL_MAX + 1];
 	char sistema[LPARSE_SISTEMA_MAX + 1];
@@ -223,7 +223,8 @@ line_append(struct ingest *g, struct stream *st, const char *p, size_t n)
 }
 
 void
-ingest_bytes(struct worker *w, struct slot *s, struct stream *st, const char *p, size_t n, int64_t ts_ms)
+ingest_bytes(
+    struct worker *w, struct slot *s, struct stream *st, const char *p, size_t n, int64_t ts_ms)
 {
 	size_t i = 0, j;
 
@@ -240,8 +241,9 @@ ingest_bytes(struct worker *w, struct slot *s, struct stream *st, const char *p,
 		if (j < n && st->line.len == 0 && !st->overflow) {
 			/* A whole line inside this chunk: parse it where it is. */
 			if (j > i)
-				queue_line(w, s, st, p + i, j - i > w->ing->max_line + 1 ?
-				    w->ing->max_line + 1 : j - i, ts_ms);
+				queue_line(w, s, st, p + i,
+				    j - i > w->ing->max_line + 1 ? w->ing->max_line + 1 : j - i,
+				    ts_ms);
 		} else {
 			line_append(w->ing, st, p + i, j - i);
 			if (j == n)
@@ -293,24 +295,26 @@ flush_lines(struct worker *w)
 	a = g->arena.data;
 	for (size_t i = 0; i < g->n; i++) {
 		g->ll[i] = (struct logline){
-		    .job_id = g->v[i].job_id,
-		    .seq = g->v[i].seq,
-		    .ts_ms = g->v[i].ts_ms,
-		    .level = g->v[i].level,
-		    .sistema = g->v[i].sistema,
-		    .mensagem = a + g->v[i].mensagem,
+			.job_id = g->v[i].job_id,
+			.seq = g->v[i].seq,
+			.ts_ms = g->v[i].ts_ms,
+			.level = g->v[i].level,
+			.sistema = g->v[i].sistema,
+			.mensagem = a + g->v[i].mensagem,
 		};
 	}
 	rc = jobq_append_logs(w->db, g->ll, g->n);
 	if (rc == DB_BUSY || rc == DB_FULL) {
 		if (g->failed_flushes++ % 50 == 0)
-			log_warnx("log lines: database %s, %zu lines waiting (pipes paused when full)",
+			log_warnx(
+			    "log lines: database %s, %zu lines waiting (pipes paused when full)",
 			    rc == DB_BUSY ? "busy" : "full", g->n);
 		return -1;
 	}
 	g->failed_flushes = 0;
 	if (rc != DB_OK) {
-		log_warnx("log lines: cannot store %zu lines (%s): dropped", g->n, db_errmsg(w->db));
+		log_warnx(
+		    "log lines: cannot store %zu lines (%s): dropped", g->n, db_errmsg(w->db));
 		g->n = 0;
 		buf_reset(&g->arena);
 		resync_seq(w);
@@ -318,8 +322,9 @@ flush_lines(struct worker *w)
 	}
 	if (pub_state(w->pub) != PUB_DISABLED) {
 		for (size_t i = 0; i < g->n; i++)
-			worker_publish(w, evt_log(g->ll[i].job_id, g->v[i].slot_id, g->ll[i].seq,
-			    g->ll[i].ts_ms, g->ll[i].level, g->ll[i].sistema, g->ll[i].mensagem));
+			worker_publish(w,
+			    evt_log(g->ll[i].job_id, g->v[i].slot_id, g->ll[i].seq, g->ll[i].ts_ms,
+			        g->ll[i].level, g->ll[i].sistema, g->ll[i].mensagem));
 	}
 	g->n = 0;
 	buf_reset(&g->arena);
@@ -348,7 +353,8 @@ flush_status(struct worker *w)
 
 			if (!ss->dirty)
 				continue;
-			rc = sist_set_status(w->db, ss->id, ss->status, ss->progresso, ss->mensagem);
+			rc =
+			    sist_set_status(w->db, ss->id, ss->status, ss->progresso, ss->mensagem);
 			if (rc != DB_OK)
 				goto err;
 		}
@@ -365,7 +371,8 @@ flush_status(struct worker *w)
 
 			if (!ss->dirty)
 				continue;
-			worker_publish(w, evt_status(ss->id, ss->status, ss->progresso, ss->mensagem));
+			worker_publish(
+			    w, evt_status(ss->id, ss->status, ss->progresso, ss->mensagem));
 			ss->dirty = 0;
 		}
 		s->sist_dirty = 0;

@@ -91,8 +91,10 @@ pid_start_ms(int pid)
 	if ((p = strrchr(buf, ')')) == NULL)
 		return -1;
 	/* After ") ": state(3) ... starttime is field 22, the 20th from state. */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
-	    "%*d %*d %llu", &start) != 1)
+	if (sscanf(p + 2,
+	        "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+	        "%*d %*d %llu",
+	        &start) != 1)
 		return -1;
 	if ((bt = boot_time_ms()) < 0 || hz <= 0)
 		return -1;
@@ -167,7 +169,8 @@ close_dead(struct worker *w, const struct worker_info *wi)
 	log_warnx("worker %lld (pid %d, %s) is dead: closing its jobs", (long long)wi->id, wi->pid,
 	    strcmp(wi->boot_id, w->boot_id) ? "previous boot" : "this boot");
 	do {
-		n = jobq_close_worker_jobs(w->db, wi->id, "orphaned: worker died", ids, LEASE_MAX_CLOSED);
+		n = jobq_close_worker_jobs(
+		    w->db, wi->id, "orphaned: worker died", ids, LEASE_MAX_CLOSED);
 		if (n < 0) {
 			log_warnx("worker %lld: cannot close its jobs (%s)", (long long)wi->id,
 			    db_errmsg(w->db));
@@ -177,7 +180,8 @@ close_dead(struct worker *w, const struct worker_info *wi)
 			lease_publish_closed(w, ids[k]);
 	} while (n == LEASE_MAX_CLOSED);
 	if (jobq_worker_unregister(w->db, wi->id) != DB_OK)
-		log_warnx("worker %lld: cannot unregister (%s)", (long long)wi->id, db_errmsg(w->db));
+		log_warnx(
+		    "worker %lld: cannot unregister (%s)", (long long)wi->id, db_errmsg(w->db));
 }
 
 int
@@ -203,7 +207,8 @@ lease_start(struct worker *w)
 		if (!worker_alive(w, &wi[i]))
 			close_dead(w, &wi[i]);
 
-	rc = jobq_worker_register(w->db, w->host, (int)getpid(), w->boot_id, w->nslots, &w->worker_id);
+	rc = jobq_worker_register(
+	    w->db, w->host, (int)getpid(), w->boot_id, w->nslots, &w->worker_id);
 	if (rc != DB_OK) {
 		log_warnx("cannot register the worker (%s)", db_errmsg(w->db));
 		goto out;
@@ -223,8 +228,8 @@ lease_renew(struct worker *w)
 
 	if ((rc = jobq_renew(w->db, w->worker_id)) != DB_OK)
 		log_warnx("lease renewal: %s", rc == DB_BUSY ? "database busy" : db_errmsg(w->db));
-	if ((rc = jobq_worker_counters(w->db, w->worker_id, pub_published(w->pub),
-	    pub_dropped(w->pub))) != DB_OK)
+	if ((rc = jobq_worker_counters(
+	         w->db, w->worker_id, pub_published(w->pub), pub_dropped(w->pub))) != DB_OK)
 		log_debug("worker counters: %s", db_errmsg(w->db));
 }
 
@@ -235,9 +240,11 @@ lease_sweep(struct worker *w)
 	int n;
 
 	do {
-		n = jobq_sweep_orphans(w->db, w->conf.job_slot_timeout, "orphaned", ids, LEASE_MAX_CLOSED);
+		n = jobq_sweep_orphans(
+		    w->db, w->conf.job_slot_timeout, "orphaned", ids, LEASE_MAX_CLOSED);
 		if (n < 0) {
-			log_warnx("orphan sweep: %s", n == DB_BUSY ? "database busy" : db_errmsg(w->db));
+			log_warnx(
+			    "orphan sweep: %s", n == DB_BUSY ? "database busy" : db_errmsg(w->db));
 			return;
 		}
 		for (int k = 0; k < n; k++)
@@ -251,6 +258,7 @@ lease_stop(struct worker *w)
 	if (w->worker_id < 0)
 		return;
 	if (jobq_worker_unregister(w->db, w->worker_id) != DB_OK)
-		log_warnx("cannot unregister worker %lld (%s)", (long long)w->worker_id, db_errmsg(w->db));
+		log_warnx("cannot unregister worker %lld (%s)", (long long)w->worker_id,
+		    db_errmsg(w->db));
 	w->worker_id = -1;
 }

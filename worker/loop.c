@@ -159,7 +159,8 @@ loop_run(struct worker *w)
 		if (w->stopping && !w->shutdown_cancelled && now >= w->shutdown_at) {
 			w->shutdown_cancelled = 1;
 			if (worker_busy_slots(w) > 0)
-				log_info("shutdown grace over: cancelling %d job(s)", worker_busy_slots(w));
+				log_info("shutdown grace over: cancelling %d job(s)",
+				    worker_busy_slots(w));
 			dispatch_stop_all(w, STOP_SHUTDOWN);
 		}
 		if (w->retry_at == 0 || now >= w->retry_at) {
@@ -186,7 +187,8 @@ loop_run(struct worker *w)
 			struct slot *s = &w->slots[i];
 
 			wait = min_wait(wait, slot_tick(w, s, now));
-			if (s->state == SLOT_FINISHING && (w->retry_at == 0 || now >= w->retry_at)) {
+			if (s->state == SLOT_FINISHING &&
+			    (w->retry_at == 0 || now >= w->retry_at)) {
 				if (dispatch_finish(w, s) == 0)
 					wait = 0; /* a slot is free: acquire at once */
 			}
@@ -200,25 +202,26 @@ loop_run(struct worker *w)
 		}
 
 		/* The poll set. */
-		pfd[nfd] = (struct pollfd){.fd = w->sig_fd, .events = POLLIN};
-		ref[nfd++] = (struct pf_ref){.kind = PF_SIG};
+		pfd[nfd] = (struct pollfd){ .fd = w->sig_fd, .events = POLLIN };
+		ref[nfd++] = (struct pf_ref){ .kind = PF_SIG };
 		if (w->wake_fd != -1) {
-			pfd[nfd] = (struct pollfd){.fd = w->wake_fd, .events = POLLIN};
-			ref[nfd++] = (struct pf_ref){.kind = PF_WAKE};
+			pfd[nfd] = (struct pollfd){ .fd = w->wake_fd, .events = POLLIN };
+			ref[nfd++] = (struct pf_ref){ .kind = PF_WAKE };
 		}
 		if (pub_pollfd(w->pub, &pfd[nfd]))
-			ref[nfd++] = (struct pf_ref){.kind = PF_PUB};
+			ref[nfd++] = (struct pf_ref){ .kind = PF_PUB };
 		for (int i = 0; i < w->nslots && !ingest_full(w->ing); i++) {
 			struct slot *s = &w->slots[i];
-			struct stream *sts[2] = {&s->out, &s->err};
+			struct stream *sts[2] = { &s->out, &s->err };
 
 			if (s->state != SLOT_RUNNING && s->state != SLOT_REAPING)
 				continue;
 			for (int k = 0; k < 2; k++) {
 				if (sts[k]->fd == -1)
 					continue;
-				pfd[nfd] = (struct pollfd){.fd = sts[k]->fd, .events = POLLIN};
-				ref[nfd++] = (struct pf_ref){.kind = PF_PIPE, .slot = s, .st = sts[k]};
+				pfd[nfd] = (struct pollfd){ .fd = sts[k]->fd, .events = POLLIN };
+				ref[nfd++] =
+				    (struct pf_ref){ .kind = PF_PIPE, .slot = s, .st = sts[k] };
 			}
 		}
 

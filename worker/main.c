@@ -35,7 +35,8 @@
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: etl-worker [-f] [-p pidfile] [--once]\n"
+	fprintf(stderr,
+	    "usage: etl-worker [-f] [-p pidfile] [--once]\n"
 	    "  configuration comes from the environment and ETL_ENV_FILE (see .env.example)\n");
 	exit(2);
 }
@@ -135,16 +136,16 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"once", no_argument, NULL, 'o'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {NULL, 0, NULL, 0},
+		{ "once", no_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct worker w;
 	const char *pidfile = NULL;
 	char err[512];
 	enum log_level lvl = LOG_LEVEL_INFO;
-	int ch, lock_fd = -1, rc = 1;
+	int ch, lock_fd = -1, rc = 1, pid_written = 0;
 
 	memset(&w, 0, sizeof(w));
 	w.wake_fd = w.sig_fd = w.devnull_fd = -1;
@@ -198,13 +199,17 @@ main(int argc, char **argv)
 		if (lock_fd == -1)
 			goto out;
 	}
-	if (pidfile != NULL && write_pidfile(pidfile) == -1) {
-		log_warn("pidfile %s", pidfile);
-		goto out;
+	if (pidfile != NULL) {
+		if (write_pidfile(pidfile) == -1) {
+			log_warn("pidfile %s", pidfile);
+			goto out;
+		}
+		pid_written = 1;
 	}
 
 	/* Resources. */
-	if ((w.db = db_open(w.conf.db_path, DB_OPEN_CREATE, w.conf.db_busy_timeout, err, sizeof(err))) == NULL) {
+	if ((w.db = db_open(w.conf.db_path, DB_OPEN_CREATE, w.conf.db_busy_timeout, err,
+	         sizeof(err))) == NULL) {
 		log_warnx("database %s: %s", w.conf.db_path, err);
 		goto out;
 	}
@@ -226,7 +231,8 @@ main(int argc, char **argv)
 	}
 	w.wake_dir = wake_dir_for(w.conf.wake_dir, w.conf.db_path);
 	if ((w.wake_fd = wake_listen(w.wake_dir)) == -1)
-		log_warn("wake socket in %s (polling every %.2f s only)", w.wake_dir, w.conf.poll_interval);
+		log_warn("wake socket in %s (polling every %.2f s only)", w.wake_dir,
+		    w.conf.poll_interval);
 	if (lease_start(&w) == -1)
 		goto out;
 
@@ -262,8 +268,8 @@ out:
 		close(w.devnull_fd);
 	if (w.sig_fd != -1)
 		close(w.sig_fd);
-	if (pidfile != NULL && rc == 0)
-		(void)unlink(pidfile);
+	if (pid_written && unlink(pidfile) == -1)
+		log_warn("unlink %s", pidfile);
 	if (lock_fd != -1)
 		close(lock_fd);
 	for (size_t i = 0; i < w.ncmd; i++)

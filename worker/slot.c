@@ -28,7 +28,7 @@
 #define SLOT_READ_CHUNK 65536
 #define SLOT_READS_PER_TURN 16 /* chunks per stream per loop turn: bounds one turn */
 #define SLOT_PIPE_SIZE (1 << 20) /* bigger pipes: bigger batches when flooding */
-#define SLOT_REKILL_MS 10        /* retry period while a dead leader's group empties */
+#define SLOT_REKILL_MS 10 /* retry period while a dead leader's group empties */
 
 static void
 stream_init(struct stream *st, int fd, int is_stderr)
@@ -52,9 +52,9 @@ stream_close(struct stream *st)
 static char **
 build_env(const struct slot *s)
 {
-	static const char *const keep[] = {"PATH", "HOME", "LANG"};
+	static const char *const keep[] = { "PATH", "HOME", "LANG" };
 	char **envp = xcalloc(4 + UTIL_ARRAY_LEN(keep) + 1, sizeof(char *));
-	struct buf sis = {0};
+	struct buf sis = { 0 };
 	size_t n = 0;
 
 	for (size_t i = 0; i < s->job.nsistemas; i++) {
@@ -95,16 +95,16 @@ free_vec(char **v)
  * copy, which is most of the cost of a trivial job.
  */
 static int
-spawn_setup(const struct worker *w, posix_spawnattr_t *at, posix_spawn_file_actions_t *fa,
-    int outw, int errw)
+spawn_setup(const struct worker *w, posix_spawnattr_t *at, posix_spawn_file_actions_t *fa, int outw,
+    int errw)
 {
 	sigset_t none, def;
 
 	sigemptyset(&none);
 	sigemptyset(&def);
 	sigaddset(&def, SIGPIPE);
-	if (posix_spawnattr_setflags(at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-	    POSIX_SPAWN_SETSIGDEF) != 0 ||
+	if (posix_spawnattr_setflags(
+	        at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) != 0 ||
 	    posix_spawnattr_setsigmask(at, &none) != 0 ||
 	    posix_spawnattr_setsigdefault(at, &def) != 0)
 		return -1;
@@ -122,7 +122,7 @@ spawn_setup(const struct worker *w, posix_spawnattr_t *at, posix_spawn_file_acti
 int
 slot_spawn(struct worker *w, struct slot *s, char *errbuf, size_t errlen)
 {
-	int outp[2] = {-1, -1}, errp[2] = {-1, -1};
+	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
 	char **argv = NULL, **envp = NULL;
 	size_t n = 0;
 	posix_spawnattr_t at;
@@ -134,12 +134,14 @@ slot_spawn(struct worker *w, struct slot *s, char *errbuf, size_t errlen)
 		snprintf(errbuf, errlen, "pipe: %s", strerror(errno));
 		goto out;
 	}
-	if (fcntl(outp[0], F_SETFL, O_NONBLOCK) == -1 || fcntl(errp[0], F_SETFL, O_NONBLOCK) == -1) {
+	if (fcntl(outp[0], F_SETFL, O_NONBLOCK) == -1 ||
+	    fcntl(errp[0], F_SETFL, O_NONBLOCK) == -1) {
 		snprintf(errbuf, errlen, "fcntl: %s", strerror(errno));
 		goto out;
 	}
 	if (fcntl(outp[0], F_SETPIPE_SZ, SLOT_PIPE_SIZE) == -1)
-		log_debug("job=%lld: pipe size stays default: %s", (long long)s->job.id, strerror(errno));
+		log_debug(
+		    "job=%lld: pipe size stays default: %s", (long long)s->job.id, strerror(errno));
 	argv = xcalloc(w->ncmd + s->job.nsistemas + 1, sizeof(char *));
 	for (size_t i = 0; i < w->ncmd; i++)
 		argv[n++] = xstrdup(w->cmd[i]);
@@ -180,7 +182,8 @@ slot_spawn(struct worker *w, struct slot *s, char *errbuf, size_t errlen)
 	stream_init(&s->err, errp[0], 1);
 	outp[0] = errp[0] = -1;
 	s->state = SLOT_RUNNING;
-	log_info("job=%lld slot=%d pid=%d started", (long long)s->job.id, s->job.worker_slot, (int)pid);
+	log_info(
+	    "job=%lld slot=%d pid=%d started", (long long)s->job.id, s->job.worker_slot, (int)pid);
 	rc = 0;
 out:
 	if (inited >= 1)
@@ -210,13 +213,14 @@ slot_signal(struct slot *s, int sig)
 void
 slot_stop(struct worker *w, struct slot *s, enum slot_stop why)
 {
-	static const char *const names[] = {"", "timeout", "cancel", "shutdown"};
+	static const char *const names[] = { "", "timeout", "cancel", "shutdown" };
 
-	if (s->state == SLOT_IDLE || s->stop != STOP_NONE)
+	/* Once the leader has exited the job's outcome is known: a late
+	 * cancel or shutdown does not rewrite it (the rest of the group is
+	 * being killed anyway). */
+	if (s->state != SLOT_RUNNING || s->stop != STOP_NONE)
 		return;
 	s->stop = why;
-	if (s->state != SLOT_RUNNING)
-		return; /* the leader is gone: the group is being killed already */
 	log_info("job=%lld slot=%d stopping (%s): SIGTERM to group %d", (long long)s->job.id,
 	    s->job.worker_slot, names[why], (int)s->pid);
 	s->term_mono = util_mono_ms();
@@ -256,8 +260,9 @@ slot_reap_children(struct worker *w)
 				log_info("job=%lld slot=%d pid=%d exited %d", (long long)s->job.id,
 				    s->job.worker_slot, (int)pid, WEXITSTATUS(st));
 			else
-				log_info("job=%lld slot=%d pid=%d killed by signal %d", (long long)s->job.id,
-				    s->job.worker_slot, (int)pid, WTERMSIG(st));
+				log_info("job=%lld slot=%d pid=%d killed by signal %d",
+				    (long long)s->job.id, s->job.worker_slot, (int)pid,
+				    WTERMSIG(st));
 			/* Whatever else is in the group is left over: kill it now. */
 			slot_signal(s, SIGKILL);
 			break;
@@ -305,8 +310,8 @@ slot_tick(struct worker *w, struct slot *s, int64_t now)
 	case SLOT_RUNNING:
 		if (s->stop == STOP_NONE) {
 			if (now >= s->deadline_mono) {
-				log_warnx("job=%lld slot=%d timed out after %d s", (long long)s->job.id,
-				    s->job.worker_slot, w->conf.job_timeout);
+				log_warnx("job=%lld slot=%d timed out after %d s",
+				    (long long)s->job.id, s->job.worker_slot, w->conf.job_timeout);
 				slot_stop(w, s, STOP_TIMEOUT);
 			} else {
 				next = s->deadline_mono - now;

@@ -27,9 +27,9 @@ struct pub;
 struct ingest;
 
 enum slot_state {
-	SLOT_IDLE,     /* no job */
-	SLOT_RUNNING,  /* the pipeline's leader is alive */
-	SLOT_REAPING,  /* leader reaped: killing what is left of its group, draining pipes */
+	SLOT_IDLE, /* no job */
+	SLOT_RUNNING, /* the pipeline's leader is alive */
+	SLOT_REAPING, /* leader reaped: killing what is left of its group, draining pipes */
 	SLOT_FINISHING /* group empty, pipes closed: waiting to commit the end */
 };
 
@@ -38,42 +38,42 @@ enum slot_stop { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_SHUTDOWN };
 
 /* One output pipe of a running pipeline. */
 struct stream {
-	int fd;         /* read end, non-blocking; -1 once closed */
+	int fd; /* read end, non-blocking; -1 once closed */
 	int is_stderr;
 	struct buf line; /* the line being assembled: at most max_line + 1 bytes kept */
-	int overflow;   /* bytes of the current line were dropped (line too long) */
-	int after_cr;   /* the last byte seen was CR: a following LF ends nothing */
+	int overflow; /* bytes of the current line were dropped (line too long) */
+	int after_cr; /* the last byte seen was CR: a following LF ends nothing */
 };
 
 /* A sistema of the running job, as this worker last set it. */
 struct sist_state {
-	const char *id;     /* points into the job's sistemas */
+	const char *id; /* points into the job's sistemas */
 	const char *status; /* static string: "RUNNING", "SUCCESS", "ERROR" */
-	int progresso;      /* 0..100, never decreases while the job runs */
-	char *mensagem;     /* malloc'd, or NULL */
-	int own_final;      /* a line of the job said SUCCESS or ERROR */
-	int dirty;          /* changed since the last commit */
+	int progresso; /* 0..100, never decreases while the job runs */
+	char *mensagem; /* malloc'd, or NULL */
+	int own_final; /* a line of the job said SUCCESS or ERROR */
+	int dirty; /* changed since the last commit */
 };
 
 struct slot {
-	int index;           /* position in worker.slots (not the DB slot id) */
+	int index; /* position in worker.slots (not the DB slot id) */
 	enum slot_state state;
-	struct job job;      /* job.worker_slot is the DB's slot id */
-	pid_t pid;           /* leader = process group id, -1 when none */
-	int wstatus;         /* the leader's wait status once reaped */
+	struct job job; /* job.worker_slot is the DB's slot id */
+	pid_t pid; /* leader = process group id, -1 when none */
+	int wstatus; /* the leader's wait status once reaped */
 	struct stream out, err;
-	int64_t started_mono;  /* ms, monotonic */
+	int64_t started_mono; /* ms, monotonic */
 	int64_t deadline_mono; /* ms: past it the job times out */
 	enum slot_stop stop;
-	int64_t term_mono;     /* ms when SIGTERM went to the group, -1 */
-	int kill_sent;         /* SIGKILL went to the group */
-	int group_empty;       /* leader reaped and kill(-pgid) says ESRCH */
-	char *errmsg;          /* malloc'd: why the job failed before running, or NULL */
-	int64_t next_seq;      /* seq of the next log line */
+	int64_t term_mono; /* ms when SIGTERM went to the group, -1 */
+	int kill_sent; /* SIGKILL went to the group */
+	int group_empty; /* leader reaped and kill(-pgid) says ESRCH */
+	char *errmsg; /* malloc'd: why the job failed before running, or NULL */
+	int64_t next_seq; /* seq of the next log line */
 	struct sist_state *sist;
 	size_t nsist;
-	int sist_dirty;        /* some sist[i].dirty */
-	int64_t lines;         /* lines seen (for the log) */
+	int sist_dirty; /* some sist[i].dirty */
+	int64_t lines; /* lines seen (for the log) */
 };
 
 struct worker {
@@ -81,28 +81,28 @@ struct worker {
 	struct db *db;
 	struct pub *pub;
 	struct ingest *ing;
-	char **cmd;          /* ETL_PIPELINE_CMD split on blanks, NULL-terminated */
+	char **cmd; /* ETL_PIPELINE_CMD split on blanks, NULL-terminated */
 	size_t ncmd;
 	char *wake_dir;
-	int wake_fd;         /* -1 when none */
-	int sig_fd;          /* signalfd */
-	int devnull_fd;      /* /dev/null, the pipelines' stdin */
-	int64_t worker_id;   /* row in workers, -1 before registering */
+	int wake_fd; /* -1 when none */
+	int sig_fd; /* signalfd */
+	int devnull_fd; /* /dev/null, the pipelines' stdin */
+	int64_t worker_id; /* row in workers, -1 before registering */
 	char host[256];
 	char boot_id[64];
 	struct slot *slots;
 	int nslots;
-	int once;            /* --once: exit when the queue is empty and all slots idle */
-	int queue_empty;     /* the last acquire found nothing to start */
-	int stopping;        /* SIGTERM/SIGINT seen: take no new job */
+	int once; /* --once: exit when the queue is empty and all slots idle */
+	int queue_empty; /* the last acquire found nothing to start */
+	int stopping; /* SIGTERM/SIGINT seen: take no new job */
 	int64_t shutdown_at; /* ms (mono): cancel what still runs */
 	int shutdown_cancelled;
-	int want_acquire;    /* try jobq_acquire at the next turn */
-	int want_cancels;    /* check jobq_cancel_requests at the next turn */
-	int64_t next_lease;  /* ms (mono) */
+	int want_acquire; /* try jobq_acquire at the next turn */
+	int want_cancels; /* check jobq_cancel_requests at the next turn */
+	int64_t next_lease; /* ms (mono) */
 	int64_t next_sweep;
 	int64_t next_poll;
-	int64_t retry_at;    /* ms (mono): DB busy, retry acquire/finish then; 0 none */
+	int64_t retry_at; /* ms (mono): DB busy, retry acquire/finish then; 0 none */
 	int64_t jobs_started;
 	int64_t jobs_finished;
 };
@@ -161,7 +161,8 @@ size_t ingest_pending(const struct ingest *g);
 /* Sets up the sistema states of a slot's new job (RUNNING, 0). */
 void ingest_job_start(struct slot *s);
 /* Feeds n bytes read from st at ts_ms (wall). */
-void ingest_bytes(struct worker *w, struct slot *s, struct stream *st, const char *p, size_t n, int64_t ts_ms);
+void ingest_bytes(
+    struct worker *w, struct slot *s, struct stream *st, const char *p, size_t n, int64_t ts_ms);
 /* End of a stream: a partial last line becomes a line. */
 void ingest_eof(struct worker *w, struct slot *s, struct stream *st);
 /* Commits every pending line (one transaction) and dirty sistema status,
