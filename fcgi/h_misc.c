@@ -19,6 +19,8 @@
 #include "resp.h"
 #include "route.h"
 
+#define HEALTH_REDIS_WAIT_MS 300
+
 /* job duration histogram bounds, s */
 static const double dur_bounds[] = {1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200};
 
@@ -29,13 +31,14 @@ flush_ms(const struct api *api)
 }
 
 /* Finishes a pending connect (a fresh process starts connecting in
- * pub_open): events published before it is up would be dropped. */
+ * pub_open), waiting at most wait_ms: events published before it is up
+ * would be dropped. */
 static void
-pub_ready(struct api *api)
+pub_ready(struct api *api, int wait_ms)
 {
 	(void)pub_tick(api->pub);
 	if (pub_state(api->pub) == PUB_CONNECTING)
-		(void)pub_flush(api->pub, flush_ms(api));
+		(void)pub_flush(api->pub, wait_ms);
 }
 
 void
@@ -43,7 +46,7 @@ hmisc_publish(struct api *api, char *msg)
 {
 	if (msg == NULL)
 		return;
-	pub_ready(api);
+	pub_ready(api, flush_ms(api));
 	if (pub_publish(api->pub, msg) != 0)
 		log_debug("event dropped (redis %s)", pub_state_name(api->pub));
 	free(msg);
@@ -92,8 +95,9 @@ hmisc_health(struct req *r)
 
 	if (route_db_ensure(api) == 0 && jobq_worker_state(api->db, stale_s(api), &ws) == DB_OK)
 		db_ok = 1;
+	/* a health probe must answer fast even when Redis is unreachable */
 	if (api->conf.redis_enabled)
-		pub_ready(api);
+		pub_ready(api, flush_ms(api) < HEALTH_REDIS_WAIT_MS ? flush_ms(api) : HEALTH_REDIS_WAIT_MS);
 	o = json_object_new_object();
 	json_object_object_add(o, "status", json_object_new_string(db_ok ? "ok" : "error"));
 	json_object_object_add(o, "db", json_object_new_string(db_ok ? "ok" : "down"));

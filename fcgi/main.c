@@ -36,6 +36,7 @@
 #define STOP_GRACE_MS 15000 /* parent waits this long for children to finish, then kills */
 
 static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t reopen_logs;
 
 static void
 on_stop(int sig)
@@ -43,6 +44,13 @@ on_stop(int sig)
 	(void)sig;
 	stopping = 1;
 	FCGX_ShutdownPending();
+}
+
+static void
+on_hup(int sig)
+{
+	(void)sig;
+	reopen_logs = 1;
 }
 
 /* SIGTERM/SIGINT stop the accept loop: no SA_RESTART, so accept() returns EINTR. */
@@ -55,6 +63,9 @@ install_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sa.sa_handler = on_stop;
 	if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+		fatal("sigaction");
+	sa.sa_handler = on_hup; /* reopen ETL_LOG_FILE (after rotation), between requests */
+	if (sigaction(SIGHUP, &sa, NULL) != 0)
 		fatal("sigaction");
 	sa.sa_handler = SIG_IGN;
 	if (sigaction(SIGPIPE, &sa, NULL) != 0)
@@ -70,6 +81,14 @@ usage(void)
 	    "Without -s/-p: FastCGI on fd 0 when spawned by a web server, else one CGI request.\n"
 	    "Configuration comes from the environment (and ETL_ENV_FILE): see .env.example.\n");
 	exit(2);
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	(void)nanosleep(&ts, NULL);
 }
 
 /* Per-process resources, made after any fork. */
@@ -111,17 +130,23 @@ serve(struct api *api, int listen_fd)
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
 	sigaddset(&term, SIGINT);
+	sigaddset(&term, SIGHUP);
 	api_open(api);
 	if (FCGX_InitRequest(&fr, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
 		fatalx("FCGX_InitRequest failed");
 	log_info("serving (pid %d)", (int)getpid());
 	while (!stopping) {
+		if (reopen_logs) {
+			reopen_logs = 0;
+			(void)log_reopen();
+		}
 		if (FCGX_Accept_r(&fr) < 0) {
 			if (stopping)
 				break;
 			if (errno == EINTR)
 				continue;
 			log_warn("FCGX_Accept_r");
+			sleep_ms(10); /* EMFILE and the like: do not spin */
 			continue;
 		}
 		if (sigprocmask(SIG_BLOCK, &term, NULL) != 0)
@@ -171,14 +196,6 @@ spawn_child(struct api *api, int fd)
 	return pid;
 }
 
-static void
-sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	(void)nanosleep(&ts, NULL);
-}
-
 /*
  * Runs n children on fd, replacing any that dies (at most one restart per
  * 100 ms). On SIGTERM: TERM to every child, wait up to STOP_GRACE_MS, then KILL.
@@ -198,8 +215,16 @@ prefork(struct api *api, int fd, int n)
 		int st;
 		pid_t pid = waitpid(-1, &st, 0);
 		if (pid == -1) {
-			if (errno == EINTR)
+			if (errno == EINTR) {
+				if (reopen_logs) {
+					reopen_logs = 0;
+					(void)log_reopen();
+					for (int i = 0; i < n; i++)
+						if (pids[i] > 0)
+							(void)kill(pids[i], SIGHUP);
+				}
 				continue;
+			}
 			if (errno == ECHILD) { /* every fork failed: try again shortly */
 				sleep_ms(100);
 				for (int i = 0; i < n; i++)
@@ -355,6 +380,12 @@ main(int argc, char **argv)
 	if (sock_path || port) {
 		fd = open_listener(sock_path, port);
 	} else if (FCGX_IsCGI()) {
+		if (getenv("REQUEST_METHOD") == NULL) {
+			fprintf(stderr, "etl-api: not run by a web server (no FastCGI socket on fd 0, "
+					"no CGI request)\n");
+			conf_free(&api.conf);
+			usage();
+		}
 		serve_cgi(&api);
 		goto out;
 	} else {

@@ -352,3 +352,23 @@ def test_cors_only_when_configured(menv):
     assert "Authorization" in h["access-control-allow-headers"]
     assert c.get("/api/health")[1]["access-control-allow-origin"] == "https://dash.example"
     assert c.request("OPTIONS", "/api/nope")[0] == 404
+
+
+def test_sighup_reopens_the_log_file(menv):
+    """After a rotation (rename + SIGHUP) every child writes to the new file."""
+    log = menv.path("api-file.log")
+    p, c = start_api(menv, "-n", "2", ETL_LOG_FILE=log, ETL_LOG_LEVEL="debug")
+    wait_for(lambda: len(children(p.pid)) == 2, what="2 children")
+    os.rename(log, log + ".1")
+    p.signal(signal.SIGHUP)
+    for _ in range(10):
+        assert c.get("/api/health")[0] == 200
+    wait_for(lambda: os.path.exists(log) and "GET /health -> 200" in open(log).read(),
+             what="request lines in the new log file")
+    assert p.alive() and len(children(p.pid)) == 2
+
+
+def test_run_by_hand_prints_usage(menv):
+    r = subprocess.run([binary("etl-api")], env=menv.env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "usage:" in r.stderr
