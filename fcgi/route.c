@@ -161,7 +161,7 @@ read_json(struct req *r)
 	}
 	r->json = js_parse(r->body, r->body_len, max, JS_MAX_DEPTH, &ok, err, sizeof(err));
 	if (r->json == NULL) {
-		resp_error(r, 422, ok ? "the body must be a JSON object" : "malformed JSON: %s", err);
+		resp_error(r, 422, "%s", ok ? "the body must be a JSON object" : err);
 		return -1;
 	}
 	if (!json_object_is_type(r->json, json_type_object)) {
