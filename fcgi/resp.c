@@ -81,7 +81,8 @@ resp_send(struct req *r, int status, const char *ctype, const char *body, size_t
 		buf_append(&h, r->xhdr.data, r->xhdr.len);
 	buf_puts(&h, "\r\n");
 	if (req_write(r, h.data, h.len) != 0 ||
-	    (body != NULL && status != 204 && req_write(r, body, len) != 0))
+	    (body != NULL && status != 204 && strcmp(r->method, "HEAD") != 0 &&
+		req_write(r, body, len) != 0))
 		log_warnx("status=%d: client went away while answering", status);
 	buf_free(&h);
 }

@@ -92,7 +92,9 @@ find(struct req *r)
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(routes); i++) {
 		if (!match(r, routes[i].pattern, params, &np))
 			continue;
-		if (strcmp(routes[i].method, r->method) == 0) {
+		/* HEAD is GET without the body (resp_send drops it) */
+		if (strcmp(routes[i].method, r->method) == 0 ||
+		    (strcmp(r->method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
 			memcpy(r->params, params, np * sizeof(params[0]));
 			r->nparams = np;
 			buf_free(&allow);

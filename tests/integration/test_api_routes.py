@@ -72,6 +72,13 @@ def test_metrics_prometheus_text(stack):
         assert needle in text, needle
 
 
+def test_head_is_get_without_body(stack):
+    st, hdrs, _, raw = client(stack).request("HEAD", "/api/health")
+    assert st == 200 and raw == b"" and hdrs["cache-control"] == "no-store"
+    st, hdrs, _, raw = client(stack).request("HEAD", "/api/jobs")
+    assert st == 401 and raw == b""
+
+
 def test_static_page_served(stack):
     st, hdrs, _, raw = client(stack).get("/")
     assert st == 200 and hdrs["content-type"].startswith("text/html")
