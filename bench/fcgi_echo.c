@@ -14,7 +14,7 @@ int
 main(void)
 {
 	static const char resp[] = "Status: 200 OK\r\nContent-Type: application/json\r\n"
-				   "Content-Length: 15\r\n\r\n{\"status\":\"ok\"}";
+	                           "Content-Length: 15\r\n\r\n{\"status\":\"ok\"}";
 	FCGX_Request r;
 	char buf[4096];
 

@@ -26,7 +26,7 @@ struct route;
 struct api {
 	struct conf conf;
 	size_t secret_len;
-	struct db *db;  /* NULL until opened; reopened lazily when it failed */
+	struct db *db; /* NULL until opened; reopened lazily when it failed */
 	struct pub *pub;
 	char *wake_dir; /* malloc'd */
 	int64_t started_ms;

@@ -100,7 +100,8 @@ hauth_bootstrap_admin(struct api *api)
 	if (name == NULL || *name == '\0')
 		return 0;
 	if (pass == NULL || strlen(pass) < PW_MIN_LEN || strlen(pass) > PW_MAX_LEN) {
-		log_warnx("ETL_ADMIN_USER set but ETL_ADMIN_PASSWORD is missing or not %d..%d bytes",
+		log_warnx(
+		    "ETL_ADMIN_USER set but ETL_ADMIN_PASSWORD is missing or not %d..%d bytes",
 		    PW_MIN_LEN, PW_MAX_LEN);
 		return -1;
 	}
@@ -160,7 +161,7 @@ void
 hauth_login(struct req *r)
 {
 	struct api *api = r->api;
-	struct user u = {0};
+	struct user u = { 0 };
 	const char *name, *pass;
 	size_t nlen, plen;
 	int64_t fails = 0, oldest = -1, now;
@@ -253,7 +254,7 @@ hauth_users_create(struct req *r)
 	struct api *api = r->api;
 	const char *name, *pass, *role;
 	size_t nlen, plen, rlen;
-	struct user u = {0};
+	struct user u = { 0 };
 	enum role ro;
 	enum db_rc rc;
 
@@ -298,7 +299,7 @@ hauth_users_delete(struct req *r)
 {
 	struct api *api = r->api;
 	const char *name = r->params[0];
-	struct user u = {0};
+	struct user u = { 0 };
 	enum db_rc rc;
 
 	if (!util_valid_username(name, strlen(name))) {

@@ -120,7 +120,7 @@ publish_sistemas(struct api *api, const struct job *j)
 			if (json_object_object_get_ex(o, "mensagem", &msg) && msg != NULL)
 				m = json_object_get_string(msg);
 			hmisc_publish(api, evt_status(j->sistemas[i], json_object_get_string(st),
-			    json_object_get_int(pg), m));
+			                       json_object_get_int(pg), m));
 		}
 		json_object_put(o);
 	}
@@ -169,12 +169,13 @@ hjobs_execute(struct req *r)
 		goto out;
 	}
 	if (existed) {
-		struct job j = {0};
+		struct job j = { 0 };
 		if (jobq_get(api->db, job_id, &j) == DB_OK)
 			status = jobq_status_name(j.status);
 		jobq_job_clear(&j);
 	} else {
-		log_info("job=%lld enqueued by %s sistemas=%d", (long long)job_id, r->user.username, n);
+		log_info(
+		    "job=%lld enqueued by %s sistemas=%d", (long long)job_id, r->user.username, n);
 		hmisc_publish(api, evt_job_status(job_id, "pending", -1));
 		for (int i = 0; i < n; i++)
 			if (mask & (1ULL << i))
@@ -201,7 +202,8 @@ hjobs_list(struct req *r)
 	enum db_rc rc;
 
 	if (st != NULL && jobq_status_parse(st, &s) != 0) {
-		resp_error(r, 422, "status must be pending, running, completed, error or cancelled");
+		resp_error(
+		    r, 422, "status must be pending, running, completed, error or cancelled");
 		return;
 	}
 	if (hmisc_query_int(r, "limit", JOBS_DEFAULT_LIMIT, 1, JOBS_MAX_LIMIT, &limit) != 0 ||
@@ -218,7 +220,7 @@ hjobs_list(struct req *r)
 void
 hjobs_get(struct req *r)
 {
-	struct job j = {0};
+	struct job j = { 0 };
 	int64_t id;
 	enum db_rc rc;
 
@@ -258,7 +260,7 @@ hjobs_cancel(struct req *r)
 {
 	struct api *api = r->api;
 	enum jobq_cancel_result res;
-	struct job j = {0};
+	struct job j = { 0 };
 	int64_t id;
 	enum db_rc rc;
 
@@ -285,7 +287,8 @@ hjobs_cancel(struct req *r)
 		break;
 	case JOBQ_CANCEL_FINISHED:
 	default:
-		resp_error(r, 409, "job %lld is already %s", (long long)id, jobq_status_name(j.status));
+		resp_error(
+		    r, 409, "job %lld is already %s", (long long)id, jobq_status_name(j.status));
 		break;
 	}
 out:

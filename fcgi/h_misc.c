@@ -22,7 +22,7 @@
 #define HEALTH_REDIS_WAIT_MS 300
 
 /* job duration histogram bounds, s */
-static const double dur_bounds[] = {1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200};
+static const double dur_bounds[] = { 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200 };
 
 static int
 flush_ms(const struct api *api)
@@ -97,7 +97,8 @@ hmisc_health(struct req *r)
 		db_ok = 1;
 	/* a health probe must answer fast even when Redis is unreachable */
 	if (api->conf.redis_enabled)
-		pub_ready(api, flush_ms(api) < HEALTH_REDIS_WAIT_MS ? flush_ms(api) : HEALTH_REDIS_WAIT_MS);
+		pub_ready(api,
+		    flush_ms(api) < HEALTH_REDIS_WAIT_MS ? flush_ms(api) : HEALTH_REDIS_WAIT_MS);
 	o = json_object_new_object();
 	json_object_object_add(o, "status", json_object_new_string(db_ok ? "ok" : "error"));
 	json_object_object_add(o, "db", json_object_new_string(db_ok ? "ok" : "down"));
@@ -114,7 +115,7 @@ static enum db_rc
 event_counters(struct db *db, int64_t *published, int64_t *dropped)
 {
 	static const char q[] = "SELECT COALESCE(SUM(events_published), 0), "
-				"COALESCE(SUM(events_dropped), 0) FROM workers";
+	                        "COALESCE(SUM(events_dropped), 0) FROM workers";
 	sqlite3_stmt *st = db_stmt(db, q);
 	int rc;
 
@@ -160,7 +161,7 @@ hmisc_metrics(struct req *r)
 	int max = api->conf.max_concurrent_jobs, busy = 0;
 	struct slot_info *slots = NULL;
 	enum worker_state ws = WORKER_ABSENT;
-	struct buf b = {0};
+	struct buf b = { 0 };
 	double sum = 0;
 	enum db_rc rc;
 
@@ -173,7 +174,8 @@ hmisc_metrics(struct req *r)
 	slots = xcalloc((size_t)max, sizeof(*slots));
 	if ((rc = jobq_counts(api->db, counts)) != DB_OK ||
 	    (rc = jobq_slots(api->db, max, slots)) != DB_OK ||
-	    (rc = jobq_duration_hist(api->db, dur_bounds, UTIL_ARRAY_LEN(dur_bounds), buckets, &sum, &n)) != DB_OK ||
+	    (rc = jobq_duration_hist(
+	         api->db, dur_bounds, UTIL_ARRAY_LEN(dur_bounds), buckets, &sum, &n)) != DB_OK ||
 	    (rc = event_counters(api->db, &pubd, &drop)) != DB_OK ||
 	    (rc = jobq_worker_state(api->db, stale_s(api), &ws)) != DB_OK) {
 		resp_db(r, rc, "metrics");
@@ -184,29 +186,39 @@ hmisc_metrics(struct req *r)
 
 	buf_puts(&b, "# HELP etl_jobs Jobs in the database by status.\n# TYPE etl_jobs gauge\n");
 	for (int s = 0; s < JOB__MAX; s++)
-		buf_printf(&b, "etl_jobs{status=\"%s\"} %lld\n", jobq_status_name((enum job_status)s),
-		    (long long)counts[s]);
-	buf_printf(&b, "# HELP etl_queue_depth Jobs waiting to start.\n# TYPE etl_queue_depth gauge\n"
-		       "etl_queue_depth %lld\n", (long long)counts[JOB_PENDING]);
-	buf_printf(&b, "# HELP etl_slots_busy Worker slots running a job.\n# TYPE etl_slots_busy gauge\n"
-		       "etl_slots_busy %d\n", busy);
-	buf_printf(&b, "# HELP etl_slots_total Worker slots (ETL_MAX_CONCURRENT_JOBS).\n"
-		       "# TYPE etl_slots_total gauge\netl_slots_total %d\n", max);
-	buf_printf(&b, "# HELP etl_worker_alive 1 if a worker's heartbeat is fresh.\n"
-		       "# TYPE etl_worker_alive gauge\netl_worker_alive %d\n", ws == WORKER_ALIVE);
+		buf_printf(&b, "etl_jobs{status=\"%s\"} %lld\n",
+		    jobq_status_name((enum job_status)s), (long long)counts[s]);
+	buf_printf(&b,
+	    "# HELP etl_queue_depth Jobs waiting to start.\n# TYPE etl_queue_depth gauge\n"
+	    "etl_queue_depth %lld\n",
+	    (long long)counts[JOB_PENDING]);
+	buf_printf(&b,
+	    "# HELP etl_slots_busy Worker slots running a job.\n# TYPE etl_slots_busy gauge\n"
+	    "etl_slots_busy %d\n",
+	    busy);
+	buf_printf(&b,
+	    "# HELP etl_slots_total Worker slots (ETL_MAX_CONCURRENT_JOBS).\n"
+	    "# TYPE etl_slots_total gauge\netl_slots_total %d\n",
+	    max);
+	buf_printf(&b,
+	    "# HELP etl_worker_alive 1 if a worker's heartbeat is fresh.\n"
+	    "# TYPE etl_worker_alive gauge\netl_worker_alive %d\n",
+	    ws == WORKER_ALIVE);
 	buf_puts(&b, "# HELP etl_job_duration_seconds Run time of finished jobs.\n"
-		     "# TYPE etl_job_duration_seconds histogram\n");
+	             "# TYPE etl_job_duration_seconds histogram\n");
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(dur_bounds); i++)
 		buf_printf(&b, "etl_job_duration_seconds_bucket{le=\"%g\"} %lld\n", dur_bounds[i],
 		    (long long)buckets[i]);
 	buf_printf(&b, "etl_job_duration_seconds_bucket{le=\"+Inf\"} %lld\n", (long long)n);
-	buf_printf(&b, "etl_job_duration_seconds_sum %.3f\netl_job_duration_seconds_count %lld\n", sum,
-	    (long long)n);
-	buf_printf(&b, "# HELP etl_events_published_total Events the workers published to Redis.\n"
-		       "# TYPE etl_events_published_total counter\netl_events_published_total %lld\n",
+	buf_printf(&b, "etl_job_duration_seconds_sum %.3f\netl_job_duration_seconds_count %lld\n",
+	    sum, (long long)n);
+	buf_printf(&b,
+	    "# HELP etl_events_published_total Events the workers published to Redis.\n"
+	    "# TYPE etl_events_published_total counter\netl_events_published_total %lld\n",
 	    (long long)pubd);
-	buf_printf(&b, "# HELP etl_events_dropped_total Events the workers dropped (Redis down or slow).\n"
-		       "# TYPE etl_events_dropped_total counter\netl_events_dropped_total %lld\n",
+	buf_printf(&b,
+	    "# HELP etl_events_dropped_total Events the workers dropped (Redis down or slow).\n"
+	    "# TYPE etl_events_dropped_total counter\netl_events_dropped_total %lld\n",
 	    (long long)drop);
 	resp_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
 out:
@@ -245,9 +257,12 @@ hmisc_pool(struct req *r)
 		struct json_object *s = json_object_new_object();
 		int busy = slots[i].job_id >= 0;
 		json_object_object_add(s, "slot_id", json_object_new_int(i));
-		json_object_object_add(s, "status", json_object_new_string(busy ? "running" : "idle"));
-		json_object_object_add(s, "job_id", busy ? json_object_new_int64(slots[i].job_id) : NULL);
-		json_object_object_add(s, "started_at", js_time_or_null(busy ? slots[i].started_ms : -1));
+		json_object_object_add(
+		    s, "status", json_object_new_string(busy ? "running" : "idle"));
+		json_object_object_add(
+		    s, "job_id", busy ? json_object_new_int64(slots[i].job_id) : NULL);
+		json_object_object_add(
+		    s, "started_at", js_time_or_null(busy ? slots[i].started_ms : -1));
 		json_object_array_add(arr, s);
 	}
 	json_object_object_add(o, "slots", arr);

@@ -16,7 +16,7 @@
 #include "resp.h"
 #include "sist.h"
 
-#define NOME_MAX 200       /* bytes */
+#define NOME_MAX 200 /* bytes */
 #define DESCRICAO_MAX 2000 /* bytes */
 
 /* The {id} of a sistema route. Returns it, or NULL after a 422. */
@@ -99,7 +99,8 @@ hsist_put(struct req *r)
 		return;
 	}
 	if (json_object_object_get_ex(r->json, "descricao", &d) && d != NULL) {
-		if (js_get_string(r->json, "descricao", &descricao, &dlen) != 0 || dlen > DESCRICAO_MAX) {
+		if (js_get_string(r->json, "descricao", &descricao, &dlen) != 0 ||
+		    dlen > DESCRICAO_MAX) {
 			resp_error(r, 422, "descricao must be null or a string of at most %d bytes",
 			    DESCRICAO_MAX);
 			return;

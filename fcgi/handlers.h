@@ -46,7 +46,7 @@ void hmisc_publish(struct api *api, char *msg);
 void hmisc_flush(struct api *api);
 /* Parses a query integer in [min, max] (default def when absent). Returns 0,
  * or -1 after a 422 naming the parameter. */
-int hmisc_query_int(struct req *r, const char *key, int64_t def, int64_t min, int64_t max,
-    int64_t *out);
+int hmisc_query_int(
+    struct req *r, const char *key, int64_t def, int64_t min, int64_t max, int64_t *out);
 
 #endif

@@ -86,7 +86,7 @@ usage(void)
 static void
 sleep_ms(int ms)
 {
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
 	(void)nanosleep(&ts, NULL);
 }
@@ -263,7 +263,8 @@ prefork(struct api *api, int fd, int n)
 		if (util_mono_ms() >= deadline) {
 			for (int i = 0; i < n; i++)
 				if (pids[i] > 0) {
-					log_warnx("child %d did not stop: killing it", (int)pids[i]);
+					log_warnx(
+					    "child %d did not stop: killing it", (int)pids[i]);
 					(void)kill(pids[i], SIGKILL);
 					(void)waitpid(pids[i], NULL, 0);
 				}
@@ -312,10 +313,10 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"routes", no_argument, NULL, 'R'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		{ "routes", no_argument, NULL, 'R' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock_path = NULL, *port = NULL;
 	struct api api;
@@ -381,8 +382,9 @@ main(int argc, char **argv)
 		fd = open_listener(sock_path, port);
 	} else if (FCGX_IsCGI()) {
 		if (getenv("REQUEST_METHOD") == NULL) {
-			fprintf(stderr, "etl-api: not run by a web server (no FastCGI socket on fd 0, "
-					"no CGI request)\n");
+			fprintf(stderr,
+			    "etl-api: not run by a web server (no FastCGI socket on fd 0, "
+			    "no CGI request)\n");
 			conf_free(&api.conf);
 			usage();
 		}

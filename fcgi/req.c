@@ -21,8 +21,8 @@
 #include "api.h"
 #include "log.h"
 
-#define REQ_MAX_URI 8192           /* bytes of REQUEST_URI we look at */
-#define REQ_DRAIN_MAX (16u << 20)  /* bytes of an oversized body we discard before giving up */
+#define REQ_MAX_URI 8192 /* bytes of REQUEST_URI we look at */
+#define REQ_DRAIN_MAX (16u << 20) /* bytes of an oversized body we discard before giving up */
 
 const char *
 req_env(const struct req *r, const char *name)

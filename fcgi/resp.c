@@ -17,22 +17,22 @@ static const struct {
 	int status;
 	const char *text;
 } status_texts[] = {
-	{200, "OK"},
-	{201, "Created"},
-	{202, "Accepted"},
-	{204, "No Content"},
-	{400, "Bad Request"},
-	{401, "Unauthorized"},
-	{403, "Forbidden"},
-	{404, "Not Found"},
-	{405, "Method Not Allowed"},
-	{409, "Conflict"},
-	{413, "Payload Too Large"},
-	{415, "Unsupported Media Type"},
-	{422, "Unprocessable Entity"},
-	{429, "Too Many Requests"},
-	{500, "Internal Server Error"},
-	{503, "Service Unavailable"},
+	{ 200, "OK" },
+	{ 201, "Created" },
+	{ 202, "Accepted" },
+	{ 204, "No Content" },
+	{ 400, "Bad Request" },
+	{ 401, "Unauthorized" },
+	{ 403, "Forbidden" },
+	{ 404, "Not Found" },
+	{ 405, "Method Not Allowed" },
+	{ 409, "Conflict" },
+	{ 413, "Payload Too Large" },
+	{ 415, "Unsupported Media Type" },
+	{ 422, "Unprocessable Entity" },
+	{ 429, "Too Many Requests" },
+	{ 500, "Internal Server Error" },
+	{ 503, "Service Unavailable" },
 };
 
 const char *
@@ -60,7 +60,7 @@ resp_header(struct req *r, const char *name, const char *fmt, ...)
 void
 resp_send(struct req *r, int status, const char *ctype, const char *body, size_t len)
 {
-	struct buf h = {0};
+	struct buf h = { 0 };
 	const char *cors = r->api->conf.cors_origin;
 
 	if (r->responded) {
@@ -82,7 +82,7 @@ resp_send(struct req *r, int status, const char *ctype, const char *body, size_t
 	buf_puts(&h, "\r\n");
 	if (req_write(r, h.data, h.len) != 0 ||
 	    (body != NULL && status != 204 && strcmp(r->method, "HEAD") != 0 &&
-		req_write(r, body, len) != 0))
+	        req_write(r, body, len) != 0))
 		log_warnx("status=%d: client went away while answering", status);
 	buf_free(&h);
 }
@@ -121,7 +121,7 @@ resp_error(struct req *r, int status, const char *fmt, ...)
 	if (utf8_valid(msg, strlen(msg))) {
 		json_object_object_add(o, "detail", json_object_new_string(msg));
 	} else {
-		struct buf b = {0};
+		struct buf b = { 0 };
 		(void)utf8_sanitize(&b, msg, strlen(msg), sizeof(msg));
 		json_object_object_add(o, "detail", json_object_new_string(b.data ? b.data : ""));
 		buf_free(&b);

@@ -17,22 +17,22 @@
 #include "route.h"
 
 static const struct route routes[] = {
-	{"POST", "/auth/login", hauth_login, ROUTE_PUBLIC, ROUTE_BODY},
-	{"GET", "/auth/me", hauth_me, ROLE_VIEWER, 0},
-	{"GET", "/users", hauth_users_list, ROLE_ADMIN, 0},
-	{"POST", "/users", hauth_users_create, ROLE_ADMIN, ROUTE_BODY},
-	{"DELETE", "/users/{username}", hauth_users_delete, ROLE_ADMIN, 0},
-	{"GET", "/sistemas", hsist_list, ROLE_VIEWER, 0},
-	{"GET", "/sistemas/{id}", hsist_get, ROLE_VIEWER, 0},
-	{"PUT", "/sistemas/{id}", hsist_put, ROLE_ADMIN, ROUTE_BODY},
-	{"POST", "/execute", hjobs_execute, ROLE_OPERATOR, ROUTE_BODY},
-	{"GET", "/jobs", hjobs_list, ROLE_VIEWER, 0},
-	{"GET", "/jobs/{id}", hjobs_get, ROLE_VIEWER, 0},
-	{"GET", "/jobs/{id}/logs", hjobs_logs, ROLE_VIEWER, 0},
-	{"POST", "/jobs/{id}/cancel", hjobs_cancel, ROLE_OPERATOR, 0},
-	{"GET", "/pool/status", hmisc_pool, ROLE_VIEWER, 0},
-	{"GET", "/health", hmisc_health, ROUTE_PUBLIC, ROUTE_NODB},
-	{"GET", "/metrics", hmisc_metrics, ROUTE_PUBLIC, ROUTE_NODB},
+	{ "POST", "/auth/login", hauth_login, ROUTE_PUBLIC, ROUTE_BODY },
+	{ "GET", "/auth/me", hauth_me, ROLE_VIEWER, 0 },
+	{ "GET", "/users", hauth_users_list, ROLE_ADMIN, 0 },
+	{ "POST", "/users", hauth_users_create, ROLE_ADMIN, ROUTE_BODY },
+	{ "DELETE", "/users/{username}", hauth_users_delete, ROLE_ADMIN, 0 },
+	{ "GET", "/sistemas", hsist_list, ROLE_VIEWER, 0 },
+	{ "GET", "/sistemas/{id}", hsist_get, ROLE_VIEWER, 0 },
+	{ "PUT", "/sistemas/{id}", hsist_put, ROLE_ADMIN, ROUTE_BODY },
+	{ "POST", "/execute", hjobs_execute, ROLE_OPERATOR, ROUTE_BODY },
+	{ "GET", "/jobs", hjobs_list, ROLE_VIEWER, 0 },
+	{ "GET", "/jobs/{id}", hjobs_get, ROLE_VIEWER, 0 },
+	{ "GET", "/jobs/{id}/logs", hjobs_logs, ROLE_VIEWER, 0 },
+	{ "POST", "/jobs/{id}/cancel", hjobs_cancel, ROLE_OPERATOR, 0 },
+	{ "GET", "/pool/status", hmisc_pool, ROLE_VIEWER, 0 },
+	{ "GET", "/health", hmisc_health, ROUTE_PUBLIC, ROUTE_NODB },
+	{ "GET", "/metrics", hmisc_metrics, ROUTE_PUBLIC, ROUTE_NODB },
 };
 
 void
@@ -44,7 +44,8 @@ route_print(FILE *f, const char *base)
 		blen--;
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(routes); i++)
 		fprintf(f, "%s %.*s%s %s\n", routes[i].method, (int)blen, base, routes[i].pattern,
-		    routes[i].min_role == ROUTE_PUBLIC ? "public" : users_role_name(routes[i].min_role));
+		    routes[i].min_role == ROUTE_PUBLIC ? "public"
+		                                       : users_role_name(routes[i].min_role));
 }
 
 /*
@@ -82,7 +83,7 @@ static const struct route *
 find(struct req *r)
 {
 	const char *params[REQ_MAX_SEGS];
-	struct buf allow = {0};
+	struct buf allow = { 0 };
 	size_t np = 0;
 
 	if (!r->path_ok) {
@@ -107,10 +108,11 @@ find(struct req *r)
 	if (allow.len == 0) {
 		resp_error(r, 404, "not found");
 	} else if (strcmp(r->method, "OPTIONS") == 0 && r->api->conf.cors_origin != NULL &&
-	    *r->api->conf.cors_origin != '\0') {
+	           *r->api->conf.cors_origin != '\0') {
 		/* a browser's CORS preflight (only when ETL_CORS_ORIGIN is set) */
 		resp_header(r, "Access-Control-Allow-Methods", "%s", allow.data);
-		resp_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key");
+		resp_header(r, "Access-Control-Allow-Headers",
+		    "Authorization, Content-Type, Idempotency-Key");
 		resp_header(r, "Access-Control-Max-Age", "600");
 		resp_send(r, 204, NULL, NULL, 0);
 	} else {
@@ -128,7 +130,8 @@ route_db_ensure(struct api *api)
 
 	if (api->db != NULL)
 		return 0;
-	api->db = db_open(api->conf.db_path, DB_OPEN_CREATE, api->conf.db_busy_timeout, err, sizeof(err));
+	api->db =
+	    db_open(api->conf.db_path, DB_OPEN_CREATE, api->conf.db_busy_timeout, err, sizeof(err));
 	if (api->db == NULL) {
 		log_warnx("database %s: %s", api->conf.db_path, err);
 		return -1;
@@ -202,7 +205,8 @@ route_dispatch(struct req *r)
 		}
 		if ((int)r->user.role < rt->min_role) {
 			req_drain(r);
-			resp_error(r, 403, "role %s may not do this", users_role_name(r->user.role));
+			resp_error(
+			    r, 403, "role %s may not do this", users_role_name(r->user.role));
 			goto out;
 		}
 	}

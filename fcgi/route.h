@@ -16,8 +16,8 @@
 typedef void (*route_fn)(struct req *r);
 
 #define ROUTE_PUBLIC (-1) /* min_role of routes that need no token */
-#define ROUTE_BODY 0x1    /* takes a JSON body (read, typed and parsed before the handler) */
-#define ROUTE_NODB 0x2    /* the handler copes without a database (health, metrics) */
+#define ROUTE_BODY 0x1 /* takes a JSON body (read, typed and parsed before the handler) */
+#define ROUTE_NODB 0x2 /* the handler copes without a database (health, metrics) */
 
 struct route {
 	const char *method;
