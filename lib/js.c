@@ -5,6 +5,7 @@
  */
 #include "js.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -122,13 +123,18 @@ utf8_sanitize(struct buf *out, const char *s, size_t len, size_t max_out)
 	return 0;
 }
 
-/* Checks every string (keys too) for NUL and UTF-8 validity. */
+/* Checks every string (keys too) for NUL and UTF-8 validity, and every
+ * number for being finite: json-c takes NaN, Infinity and -Infinity even
+ * in strict mode (and 1e999 overflows to inf), and would write them back
+ * as bare NaN/Infinity, which is not JSON (found by fuzz/fuzz_relay.c). */
 static int
 strings_ok(struct json_object *o, int depth)
 {
 	if (depth > JS_MAX_DEPTH * 4)
 		return 0;
 	switch (json_object_get_type(o)) {
+	case json_type_double:
+		return isfinite(json_object_get_double(o));
 	case json_type_string: {
 		const char *s = json_object_get_string(o);
 		size_t n = (size_t)json_object_get_string_len(o);
@@ -229,7 +235,7 @@ js_parse(const char *buf, size_t len, size_t max_len, int max_depth, int *ok, ch
 			goto fail;
 		}
 	if (o && !strings_ok(o, 0)) {
-		snprintf(err, errlen, "JSON string with NUL or invalid UTF-8");
+		snprintf(err, errlen, "JSON string with NUL or invalid UTF-8, or a number out of range");
 		goto fail;
 	}
 	json_tokener_free(tok);
