@@ -201,6 +201,8 @@ hjobs_list(struct req *r)
 	int64_t limit, offset;
 	enum db_rc rc;
 
+	if (st != NULL && *st == '\0')
+		st = NULL; /* "?status=" (a form's empty choice) means every status */
 	if (st != NULL && jobq_status_parse(st, &s) != 0) {
 		resp_error(
 		    r, 422, "status must be pending, running, completed, error or cancelled");

@@ -249,6 +249,7 @@ def test_execute_get_list_logs(stack):
     assert st == 200 and lst["total"] >= 1 and lst["items"][0]["id"] >= jid
     ids = [j["id"] for j in lst["items"]]
     assert ids == sorted(ids, reverse=True)
+    assert v.get("/api/jobs?status=&limit=500")[2]["total"] == lst["total"]
     st, _, pend, _ = v.get("/api/jobs?status=pending&limit=1")
     assert st == 200 and len(pend["items"]) == 1 and pend["items"][0]["status"] == "pending"
     st, _, logs, _ = v.get(f"/api/jobs/{jid}/logs?after=0&limit=10")
