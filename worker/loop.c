@@ -1,7 +1,8 @@
 /*
  * loop: the one event loop of etl-worker. poll(2) over a signalfd
  * (SIGCHLD, SIGTERM, SIGINT, SIGHUP), the wake-up datagram socket, the
- * Redis publisher's socket and the two pipes of each running pipeline; the
+ * Redis publisher's and subscriber's sockets and the two pipes of each
+ * running pipeline; the
  * timers (lease renewal, orphan sweep, fallback poll, job timeouts, kill
  * grace, shutdown grace, Redis reconnect, DB-busy retries) only set poll's
  * timeout. Each turn: timers, cancel checks, acquire, slot state, one group
@@ -115,7 +116,7 @@ until(int64_t at, int64_t now)
 }
 
 /* One pollfd per watched fd; what each stands for. */
-enum pf_kind { PF_SIG, PF_WAKE, PF_PUB, PF_PIPE };
+enum pf_kind { PF_SIG, PF_WAKE, PF_PUB, PF_REMOTE, PF_PIPE };
 struct pf_ref {
 	enum pf_kind kind;
 	struct slot *slot;
@@ -125,7 +126,7 @@ struct pf_ref {
 int
 loop_run(struct worker *w)
 {
-	int maxfds = 3 + 2 * w->nslots;
+	int maxfds = 4 + 2 * w->nslots;
 	struct pollfd *pfd = xcalloc((size_t)maxfds, sizeof(*pfd));
 	struct pf_ref *ref = xcalloc((size_t)maxfds, sizeof(*ref));
 	int64_t now = util_mono_ms(), wait, flush_retry = 0;
@@ -210,6 +211,8 @@ loop_run(struct worker *w)
 		}
 		if (pub_pollfd(w->pub, &pfd[nfd]))
 			ref[nfd++] = (struct pf_ref){ .kind = PF_PUB };
+		if (remote_pollfd(w->remote, &pfd[nfd]))
+			ref[nfd++] = (struct pf_ref){ .kind = PF_REMOTE };
 		for (int i = 0; i < w->nslots && !ingest_full(w->ing); i++) {
 			struct slot *s = &w->slots[i];
 			struct stream *sts[2] = { &s->out, &s->err };
@@ -237,6 +240,7 @@ loop_run(struct worker *w)
 		if (w->stopping && !w->shutdown_cancelled)
 			wait = min_wait(wait, until(w->shutdown_at, now));
 		wait = min_wait(wait, pub_tick(w->pub));
+		wait = min_wait(wait, remote_tick(w->remote));
 		if (w->retry_at)
 			wait = min_wait(wait, until(w->retry_at, now));
 		if (wait > 60000 || wait < 0)
@@ -262,6 +266,9 @@ loop_run(struct worker *w)
 				break;
 			case PF_PUB:
 				pub_handle(w->pub, pfd[i].revents);
+				break;
+			case PF_REMOTE:
+				remote_handle(w->remote, pfd[i].revents);
 				break;
 			case PF_PIPE:
 				if (ref[i].st->fd != -1)

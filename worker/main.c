@@ -217,6 +217,7 @@ main(int argc, char **argv)
 		log_warnx("redis: %s", err);
 		goto out;
 	}
+	w.remote = remote_open(&w);
 	if ((w.devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1) {
 		log_warn("/dev/null");
 		goto out;
@@ -250,6 +251,7 @@ out:
 		wake_unlink(w.wake_dir);
 		close(w.wake_fd);
 	}
+	remote_close(w.remote);
 	if (w.pub != NULL) {
 		if (pub_flush(w.pub, 1000) == -1)
 			log_warnx("redis: some events were not sent before exit");

@@ -10,10 +10,12 @@
  *   slot.c      spawn the pipeline, read its pipes, kill escalation, reaping
  *   ingest.c    line assembly, parsing, sistema status, group commit, events
  *   lease.c     registry, heartbeat and leases, orphan sweeps, predecessors
+ *   remote.c    wake-ups through Redis (an etl-api on another host)
  */
 #ifndef ETL_WORKER_H
 #define ETL_WORKER_H
 
+#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -25,6 +27,7 @@
 struct db;
 struct pub;
 struct ingest;
+struct remote;
 
 enum slot_state {
 	SLOT_IDLE, /* no job */
@@ -81,6 +84,7 @@ struct worker {
 	struct db *db;
 	struct pub *pub;
 	struct ingest *ing;
+	struct remote *remote; /* NULL without Redis */
 	char **cmd; /* ETL_PIPELINE_CMD split on blanks, NULL-terminated */
 	size_t ncmd;
 	char *wake_dir;
@@ -185,5 +189,14 @@ void lease_stop(struct worker *w);
 /* Publishes job_status, job_complete and sistema status events for a job
  * closed by someone else's failure (orphan). */
 void lease_publish_closed(struct worker *w, int64_t job_id);
+
+/* ---- remote.c ---- */
+/* Subscribes to "<prefix>:ws" when Redis is enabled; NULL otherwise. */
+struct remote *remote_open(struct worker *w);
+void remote_close(struct remote *r);
+/* As pub_pollfd / pub_handle / pub_tick (tick returns ms, -1: not needed). */
+int remote_pollfd(struct remote *r, struct pollfd *pfd);
+void remote_handle(struct remote *r, short revents);
+int64_t remote_tick(struct remote *r);
 
 #endif

@@ -65,9 +65,10 @@ def wake(env):
     return n
 
 
-def enqueue(env, *sistemas, params=None, use_sql=False):
-    """Enqueues a job as etl-api would; returns its id. The worker is woken."""
-    if have_etlctl() and not use_sql:
+def enqueue(env, *sistemas, params=None, use_sql=False, wake_up=True):
+    """Enqueues a job as etl-api would; returns its id. The worker is woken
+    (wake_up=False: not, as if the API ran on another host)."""
+    if have_etlctl() and not use_sql and wake_up:
         args = ["job", "add", *sistemas]
         if params is not None:
             args += ["--params", json.dumps(params)]
@@ -90,7 +91,8 @@ def enqueue(env, *sistemas, params=None, use_sql=False):
         con.execute("COMMIT")
     finally:
         con.close()
-    wake(env)
+    if wake_up:
+        wake(env)
     return jid
 
 
@@ -196,6 +198,18 @@ def kill_group(pgid):
         pass
 
 
+def redis_publish(url, channel, msg):
+    """PUBLISH msg (a dict, sent as JSON) on a raw socket; returns the receiver count."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(url[len("unix://"):])
+    try:
+        parts = [b"PUBLISH", channel.encode(), json.dumps(msg).encode()]
+        s.sendall(b"*3\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+        return int(s.makefile("rb").readline()[1:])
+    finally:
+        s.close()
+
+
 class RedisSub:
     """SUBSCRIBE to a channel on a raw socket in a thread; messages (parsed
     JSON) collect in self.msgs. Reconnects when the server goes away."""
@@ -272,4 +286,4 @@ class RedisSub:
 
 __all__ = ["PIPELINE_SIM", "PIPELINES", "pipeline", "init_db", "enqueue", "cancel", "wake",
            "job", "jobs", "logs", "sistema", "wait_status", "start_worker", "pipeline_pid",
-           "group_members", "kill_group", "RedisSub", "iso_now"]
+           "group_members", "kill_group", "RedisSub", "iso_now", "redis_publish"]

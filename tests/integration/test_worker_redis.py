@@ -4,7 +4,10 @@ fails the job; events resume once Redis is back."""
 import os
 
 from harness import start_redis, wait_for
-from harness_worker import RedisSub, enqueue, init_db, pipeline, start_worker, wait_status
+import time
+
+from harness_worker import (RedisSub, enqueue, init_db, job, redis_publish, start_worker,
+                            wait_status)
 
 
 def test_events_of_a_job(env):
@@ -77,3 +80,25 @@ def test_redis_unreachable_from_the_start_does_not_stop_jobs(env):
     start_worker(env, REDIS_ENABLED="true", REDIS_URL="unix://" + env.path("nothing.sock"))
     i = enqueue(env, "amplis", params={"lines": 2})
     wait_status(env, i, "completed", timeout=10)
+
+
+def test_enqueue_on_another_host_wakes_through_redis(env):
+    """The API's wake datagram cannot cross hosts: its job_status "pending"
+    event on Redis wakes the worker instead of the 60 s fallback poll."""
+    init_db(env)
+    _, url = start_redis(env)
+    w = start_worker(env, REDIS_ENABLED="true", REDIS_URL=url, ETL_POLL_INTERVAL=60)
+    wait_for(lambda: "remote: subscribed" in w.log(), what="worker subscribed")
+    i = enqueue(env, "amplis", params={"lines": 1}, use_sql=True, wake_up=False)
+    time.sleep(0.5)
+    assert job(env, i)["status"] == "pending", "no datagram, no event: it waits for the poll"
+    t0 = time.monotonic()
+    assert redis_publish(url, "etl:ws", {"type": "job_status", "source_instance": "api-host-1",
+                                         "payload": {"job_id": i, "status": "pending",
+                                                     "worker_slot": None}}) >= 1
+    wait_status(env, i, ("running", "completed"), timeout=5)
+    assert time.monotonic() - t0 < 1.0
+    # Other events on the channel do not make it do anything.
+    redis_publish(url, "etl:ws", {"type": "log", "payload": {}})
+    redis_publish(url, "etl:ws", "not an event")
+    assert w.alive()

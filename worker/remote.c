@@ -1,0 +1,303 @@
+/*
+ * remote: wake-ups through Redis, for an etl-api that runs on another host
+ * than this worker (its wake datagrams cannot reach us). With Redis
+ * enabled the worker also SUBSCRIBEs to "<prefix>:ws" on its own hiredis
+ * async connection, driven by the poll loop like the publisher, and treats
+ * a `job_status` event with status "pending" (an enqueue) as a wake-up to
+ * acquire, and a `cancel` or `job_cancel` event as a wake-up to look for
+ * cancel requests. Everything else on the channel is ignored; events this
+ * process published itself are skipped by source_instance. Losing the
+ * connection loses nothing: the fallback poll still runs, and the
+ * subscriber reconnects with backoff (100 ms .. 5 s).
+ * Runs in the loop of etl-worker only.
+ */
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "log.h"
+#include "pub.h"
+#include "worker.h"
+
+#define REMOTE_BACKOFF_MIN 100 /* ms */
+#define REMOTE_BACKOFF_MAX 5000
+#define REMOTE_MAX_MSG 65536 /* bytes of a message we look into */
+
+struct remote {
+	struct pub_url url;
+	char *channel;
+	int timeout_ms;
+	redisAsyncContext *ac;
+	int want_read, want_write;
+	int up;
+	int64_t connect_started; /* ms (mono) */
+	int64_t retry_at; /* ms (mono) */
+	int backoff; /* ms */
+	struct worker *w;
+};
+
+static void
+ev_add_read(void *d)
+{
+	((struct remote *)d)->want_read = 1;
+}
+static void
+ev_del_read(void *d)
+{
+	((struct remote *)d)->want_read = 0;
+}
+static void
+ev_add_write(void *d)
+{
+	((struct remote *)d)->want_write = 1;
+}
+static void
+ev_del_write(void *d)
+{
+	((struct remote *)d)->want_write = 0;
+}
+
+static void
+ev_cleanup(void *d)
+{
+	struct remote *r = d;
+
+	r->want_read = r->want_write = 0;
+}
+
+static void
+schedule_retry(struct remote *r)
+{
+	r->up = 0;
+	r->retry_at = util_mono_ms() + r->backoff;
+	r->backoff = r->backoff * 2 > REMOTE_BACKOFF_MAX ? REMOTE_BACKOFF_MAX : r->backoff * 2;
+}
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+	struct remote *r = ac->data;
+
+	if (r == NULL)
+		return;
+	if (status != REDIS_OK) {
+		log_debug("remote: cannot connect to Redis: %s", ac->errstr);
+		r->ac = NULL; /* hiredis frees it */
+		schedule_retry(r);
+		return;
+	}
+	log_info("remote: subscribed to %s for wake-ups", r->channel);
+	r->up = 1;
+	r->backoff = REMOTE_BACKOFF_MIN;
+	/* Anything enqueued while we were not listening: look now. */
+	r->w->want_acquire = r->w->want_cancels = 1;
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct remote *r = ac->data;
+
+	if (r == NULL)
+		return;
+	if (status != REDIS_OK)
+		log_debug("remote: Redis connection lost: %s", ac->errstr);
+	r->ac = NULL;
+	schedule_retry(r);
+}
+
+/* What a message on the channel asks of us. */
+static void
+on_event(struct remote *r, const char *msg, size_t len)
+{
+	struct json_object *o, *v, *pl, *st;
+	const char *type, *src;
+
+	if (len > REMOTE_MAX_MSG)
+		return;
+	if ((o = json_tokener_parse(msg)) == NULL)
+		return;
+	if (!json_object_is_type(o, json_type_object) ||
+	    !json_object_object_get_ex(o, "type", &v) || !json_object_is_type(v, json_type_string))
+		goto out;
+	type = json_object_get_string(v);
+	if (json_object_object_get_ex(o, "source_instance", &v) &&
+	    json_object_is_type(v, json_type_string)) {
+		src = json_object_get_string(v);
+		if (strcmp(src, util_instance_id()) == 0)
+			goto out; /* our own event */
+	}
+	if (strcmp(type, "job_status") == 0) {
+		if (json_object_object_get_ex(o, "payload", &pl) &&
+		    json_object_object_get_ex(pl, "status", &st) &&
+		    json_object_is_type(st, json_type_string) &&
+		    strcmp(json_object_get_string(st), "pending") == 0)
+			r->w->want_acquire = 1;
+	} else if (strcmp(type, "cancel") == 0 || strcmp(type, "job_cancel") == 0) {
+		r->w->want_cancels = 1;
+	}
+out:
+	json_object_put(o);
+}
+
+static void
+on_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct remote *r = ac->data;
+	redisReply *rep = reply;
+
+	(void)priv;
+	if (r == NULL || rep == NULL)
+		return;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		log_warnx(
+		    "remote: Redis error: %.*s", (int)(rep->len > 200 ? 200 : rep->len), rep->str);
+		return;
+	}
+	if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+	    rep->element[0]->type == REDIS_REPLY_STRING &&
+	    strcmp(rep->element[0]->str, "message") == 0 &&
+	    rep->element[2]->type == REDIS_REPLY_STRING)
+		on_event(r, rep->element[2]->str, rep->element[2]->len);
+}
+
+/* Frees the context ourselves (connect timeout): hiredis calls no
+ * disconnect callback for a context that never connected. */
+static void
+drop_conn(struct remote *r)
+{
+	if (r->ac) {
+		r->ac->data = NULL;
+		redisAsyncFree(r->ac);
+		r->ac = NULL;
+	}
+	r->want_read = r->want_write = 0;
+	schedule_retry(r);
+}
+
+static void
+start_connect(struct remote *r)
+{
+	redisAsyncContext *ac;
+
+	if (r->url.path[0])
+		ac = redisAsyncConnectUnix(r->url.path);
+	else
+		ac = redisAsyncConnect(r->url.host, r->url.port);
+	if (ac == NULL) {
+		schedule_retry(r);
+		return;
+	}
+	if (ac->err) {
+		log_debug("remote: cannot connect to Redis: %s", ac->errstr);
+		redisAsyncFree(ac);
+		schedule_retry(r);
+		return;
+	}
+	ac->data = r;
+	ac->ev.data = r;
+	ac->ev.addRead = ev_add_read;
+	ac->ev.delRead = ev_del_read;
+	ac->ev.addWrite = ev_add_write;
+	ac->ev.delWrite = ev_del_write;
+	ac->ev.cleanup = ev_cleanup;
+	if (redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||
+	    redisAsyncSetDisconnectCallback(ac, on_disconnect) != REDIS_OK) {
+		redisAsyncFree(ac);
+		schedule_retry(r);
+		return;
+	}
+	r->ac = ac;
+	r->connect_started = util_mono_ms();
+	/* Queued now, sent once connected. */
+	if ((r->url.password[0] &&
+	        redisAsyncCommand(ac, on_reply, NULL, "AUTH %s", r->url.password) != REDIS_OK) ||
+	    redisAsyncCommand(ac, on_reply, NULL, "SUBSCRIBE %s", r->channel) != REDIS_OK) {
+		drop_conn(r);
+		return;
+	}
+	r->want_write = 1; /* a non-blocking connect completes as writable */
+}
+
+struct remote *
+remote_open(struct worker *w)
+{
+	struct remote *r;
+
+	if (!w->conf.redis_enabled)
+		return NULL;
+	r = xcalloc(1, sizeof(*r));
+	if (pub_parse_url(w->conf.redis_url, &r->url) == -1) {
+		free(r);
+		return NULL; /* pub_open has said why */
+	}
+	r->w = w;
+	r->channel = xasprintf("%s:ws", w->conf.redis_channel_prefix);
+	r->timeout_ms = (int)(w->conf.redis_socket_timeout * 1000);
+	r->backoff = REMOTE_BACKOFF_MIN;
+	start_connect(r);
+	return r;
+}
+
+void
+remote_close(struct remote *r)
+{
+	if (r == NULL)
+		return;
+	if (r->ac) {
+		r->ac->data = NULL;
+		redisAsyncFree(r->ac);
+	}
+	free(r->channel);
+	free(r);
+}
+
+int
+remote_pollfd(struct remote *r, struct pollfd *pfd)
+{
+	if (r == NULL || r->ac == NULL)
+		return 0;
+	pfd->fd = r->ac->c.fd;
+	pfd->events = (short)((r->want_read ? POLLIN : 0) | (r->want_write ? POLLOUT : 0));
+	pfd->revents = 0;
+	return 1;
+}
+
+void
+remote_handle(struct remote *r, short revents)
+{
+	if (r->ac && (revents & (POLLIN | POLLERR | POLLHUP)))
+		redisAsyncHandleRead(r->ac); /* may disconnect and free ac */
+	if (r->ac && (revents & (POLLOUT | POLLERR)))
+		redisAsyncHandleWrite(r->ac);
+}
+
+int64_t
+remote_tick(struct remote *r)
+{
+	int64_t now;
+
+	if (r == NULL)
+		return -1;
+	now = util_mono_ms();
+	if (r->ac && !r->up && now - r->connect_started > r->timeout_ms) {
+		log_debug("remote: connecting to Redis timed out");
+		drop_conn(r);
+	}
+	if (r->ac == NULL) {
+		if (now < r->retry_at)
+			return r->retry_at - now;
+		start_connect(r);
+	}
+	if (r->ac == NULL) /* failed at once: the next attempt */
+		return r->retry_at > now ? r->retry_at - now : 0;
+	if (r->up)
+		return -1;
+	/* Connecting: wake up for its timeout. */
+	return r->connect_started + r->timeout_ms - now > 0
+	           ? r->connect_started + r->timeout_ms - now
+	           : 0;
+}
