@@ -183,6 +183,11 @@ main(int argc, char **argv)
 	if (w.conf.pipeline_cmd == NULL || split_cmd(&w, w.conf.pipeline_cmd) == -1)
 		fatalx("ETL_PIPELINE_CMD is not set: nothing to run");
 	w.nslots = w.conf.max_concurrent_jobs;
+	if ((int64_t)w.conf.lease_interval * 2 > w.conf.job_slot_timeout)
+		log_warnx(
+		    "ETL_LEASE_INTERVAL (%d s) is more than half ETL_JOB_SLOT_TIMEOUT (%d s): "
+		    "live jobs may be swept as orphans",
+		    w.conf.lease_interval, w.conf.job_slot_timeout);
 
 	/* Process setup: signals through the loop, descendants reaped by us. */
 	if ((w.sig_fd = loop_signals_init()) == -1)
