@@ -5,7 +5,8 @@
 #   POST /api/execute          (token check, validation, one INSERT transaction)
 #   GET  /api/jobs?limit=50    (token check, a page of 50 jobs as JSON)
 # Usage: bench/api.sh [BUILD_DIR]   env: DURATION (10s), THREADS (2), CONNS (16)
-# Results: bench/results/api-<UTC time>.txt (and stdout).
+# stdout: bench/run's "name value unit [reference value]" lines; the wrk
+# outputs go to stderr.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-${BUILD:-$ROOT/build}}" 2>/dev/null && pwd || echo "$ROOT/build")
@@ -14,7 +15,7 @@ THREADS=${THREADS:-2}
 CONNS=${CONNS:-16}
 SECRET=bench-secret-0123456789abcdef0123456789abcdef
 
-make -C "$ROOT" -s BUILD="$BUILD" "$BUILD/etl-api" "$BUILD/bench/fcgi_echo" >/dev/null
+make -C "$ROOT" -s BUILD="$BUILD" "$BUILD/etl-api" "$BUILD/bench/fcgi_echo" >&2
 for t in wrk lighttpd curl; do
 	command -v $t >/dev/null || { echo "bench/api.sh: $t is required" >&2; exit 1; }
 done
@@ -69,10 +70,27 @@ wrk.body = '{"sistemas": ["amplis", "maps"], "params": {"bench": true}}'
 wrk.headers["Content-Type"] = "application/json"
 EOF
 
-OUT="$ROOT/bench/results/api-$(date -u +%Y%m%dT%H%M%SZ).txt"
-mkdir -p "$ROOT/bench/results"
-{
-echo "# bench/api.sh $(date -u +%FT%TZ) wrk -t$THREADS -c$CONNS -d$DURATION, lighttpd mod_fastcgi (max-procs 2), $(nproc) CPUs"
+# One wrk run: its full output goes to stderr; prints "rps p50_ms p99_ms".
+# $1: URL, then extra wrk arguments.
+measure() {
+	url=$1; shift
+	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" "$url" > "$TMP/wrk.out" 2>&1 || true
+	cat "$TMP/wrk.out" >&2
+	awk '
+	function ms(v) {
+		if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+		if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+		if (v ~ /s$/) { sub(/s$/, "", v); return v * 1000 }
+		return v + 0
+	}
+	/Requests\/sec:/ { rps = $2 }
+	$1 == "50.000%" || ($1 == "50%" && p50 == "") { p50 = ms($2) }
+	$1 == "99.000%" || ($1 == "99%" && p99 == "") { p99 = ms($2) }
+	/Non-2xx/ { bad = $NF }
+	END { printf "%s %s %s %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }' "$TMP/wrk.out"
+}
+
+echo "# bench/api.sh: wrk -t$THREADS -c$CONNS -d$DURATION through lighttpd mod_fastcgi (max-procs 2), $(nproc) CPUs" >&2
 
 start_lighttpd "$BUILD"
 B="http://127.0.0.1:$PORT/api"
@@ -84,23 +102,36 @@ for s in amplis maps; do
 		-d "{\"nome\": \"$s\"}" "$B/sistemas/$s" >/dev/null
 done
 AUTH="Authorization: Bearer $TOKEN"
-
-echo "## etl-api: POST /api/execute"
-wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "$AUTH" -s "$TMP/execute.lua" "$B/execute" | grep -E 'Requests/sec|Latency|Non-2xx|requests in'
-echo "## etl-api: GET /api/jobs?limit=50 ($(curl -sf -H "$AUTH" "$B/jobs?limit=1" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])') jobs in the table)"
-wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "$AUTH" "$B/jobs?limit=50" | grep -E 'Requests/sec|Latency|Non-2xx|requests in'
-echo "## etl-api: GET /api/health (no token, no write)"
-wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "$B/health" | grep -E 'Requests/sec|Latency|Non-2xx|requests in'
+echo "## etl-api: POST /api/execute" >&2
+set -- $(measure "$B/execute" -H "$AUTH" -s "$TMP/execute.lua"); EX="$*"
+NJOBS=$(curl -sf -H "$AUTH" "$B/jobs?limit=1" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+echo "## etl-api: GET /api/jobs?limit=50 ($NJOBS jobs in the table)" >&2
+set -- $(measure "$B/jobs?limit=50" -H "$AUTH"); JB="$*"
+echo "## etl-api: GET /api/health (no token, no write)" >&2
+set -- $(measure "$B/health"); HE="$*"
 stop_lighttpd
 
 mkdir -p "$TMP/echo-bin"
 ln -s "$BUILD/bench/fcgi_echo" "$TMP/echo-bin/etl-api"
 start_lighttpd "$TMP/echo-bin"
 B="http://127.0.0.1:$PORT/api"
-echo "## trivial responder: POST /api/execute"
-wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "$AUTH" -s "$TMP/execute.lua" "$B/execute" | grep -E 'Requests/sec|Latency|Non-2xx|requests in'
-echo "## trivial responder: GET /api/jobs?limit=50"
-wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "$AUTH" "$B/jobs?limit=50" | grep -E 'Requests/sec|Latency|Non-2xx|requests in'
+echo "## trivial responder: POST /api/execute" >&2
+set -- $(measure "$B/execute" -H "$AUTH" -s "$TMP/execute.lua"); TEX="$*"
+echo "## trivial responder: GET /api/jobs?limit=50" >&2
+set -- $(measure "$B/jobs?limit=50" -H "$AUTH"); TJB="$*"
 stop_lighttpd
-} | tee "$OUT"
-echo "results: $OUT"
+
+# bench/run's convention: name value unit [reference_name reference_value]
+set -- $EX; ex_rps=$1 ex_p50=$2 ex_p99=$3 ex_bad=$4
+set -- $JB; jb_rps=$1 jb_p50=$2 jb_p99=$3 jb_bad=$4
+set -- $HE; he_rps=$1
+set -- $TEX; t_ex=$1
+set -- $TJB; t_jb=$1
+echo "api_execute $ex_rps req/s trivial_fcgi $t_ex"
+echo "api_execute_p50 $ex_p50 ms"
+echo "api_execute_p99 $ex_p99 ms"
+echo "api_jobs_limit50 $jb_rps req/s trivial_fcgi $t_jb"
+echo "api_jobs_limit50_p50 $jb_p50 ms"
+echo "api_jobs_limit50_p99 $jb_p99 ms"
+echo "api_health $he_rps req/s trivial_fcgi $t_jb"
+echo "api_non2xx $((ex_bad + jb_bad)) responses"
