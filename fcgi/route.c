@@ -184,8 +184,10 @@ route_dispatch(struct req *r)
 	int64_t cl;
 
 	rt = find(r);
-	if (rt == NULL)
+	if (rt == NULL) {
+		req_drain(r); /* keep the connection in step with the web server */
 		goto out;
+	}
 	r->route = rt;
 	cl = req_content_length(r);
 	if (cl < 0 || cl > r->api->conf.max_body) {

@@ -49,6 +49,8 @@ CASES = [
      b'{"sistemas":["amplis"],"params":{"x":"' + b"a" * (1 << 20) + b'"}}', JSON, {413}),
     ("1MiB-login", None, "POST", "/api/auth/login", b"x" * (1 << 20), JSON, {413}),
     ("1MiB-no-body-route", "operator", "POST", "/api/jobs/1/cancel", b"x" * (1 << 20), JSON, {413}),
+    ("1MiB-unknown-route", "viewer", "POST", "/api/nope", b"x" * (1 << 20), JSON, {404}),
+    ("1MiB-wrong-method", "viewer", "PATCH", "/api/jobs", b"x" * (1 << 20), JSON, {405}),
     ("deep-10000-arrays", "operator", "POST", "/api/execute", deep(10000), JSON, {422}),
     ("deep-10000-objects", "operator", "POST", "/api/execute", deep_obj(10000), JSON, {422}),
     ("deep-in-params", "operator", "POST", "/api/execute",
