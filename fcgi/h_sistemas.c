@@ -62,33 +62,32 @@ hsist_get(struct req *r)
 	resp_json(r, 200, o);
 }
 
-/* The current ativo of an existing sistema (1 when it does not exist yet).
- * Returns DB_OK or an error. */
+/* The sistema as stored now, for the fields a PUT leaves out: *cur is
+ * NULL when it does not exist yet (caller puts it). Returns DB_OK or an error. */
 static enum db_rc
-current_ativo(struct db *db, const char *id, int *ativo)
+current(struct db *db, const char *id, struct json_object **cur)
 {
-	struct json_object *o = NULL, *a;
-	enum db_rc rc = sist_get_json(db, id, &o);
+	enum db_rc rc = sist_get_json(db, id, cur);
 
-	*ativo = 1;
-	if (rc == DB_NOTFOUND)
+	if (rc == DB_NOTFOUND) {
+		*cur = NULL;
 		return DB_OK;
-	if (rc != DB_OK)
-		return rc;
-	if (json_object_object_get_ex(o, "ativo", &a))
-		*ativo = json_object_get_boolean(a);
-	json_object_put(o);
-	return DB_OK;
+	}
+	return rc;
 }
 
+/*
+ * PUT creates or updates. A field left out keeps its stored value (on
+ * creation: descricao null, ativo true); descricao null clears it.
+ */
 void
 hsist_put(struct req *r)
 {
 	struct api *api = r->api;
 	const char *id, *nome = NULL, *descricao = NULL;
-	struct json_object *o = NULL, *d;
+	struct json_object *o = NULL, *cur = NULL, *d, *v;
 	size_t nlen = 0, dlen = 0;
-	int ativo = 1, created = 0, g;
+	int ativo = 1, created = 0, g, has_desc;
 	enum db_rc rc;
 
 	if ((id = sist_id_param(r)) == NULL)
@@ -98,7 +97,8 @@ hsist_put(struct req *r)
 		resp_error(r, 422, "nome is required: a string of 1 to %d bytes", NOME_MAX);
 		return;
 	}
-	if (json_object_object_get_ex(r->json, "descricao", &d) && d != NULL) {
+	has_desc = json_object_object_get_ex(r->json, "descricao", &d);
+	if (has_desc && d != NULL) {
 		if (js_get_string(r->json, "descricao", &descricao, &dlen) != 0 ||
 		    dlen > DESCRICAO_MAX) {
 			resp_error(r, 422, "descricao must be null or a string of at most %d bytes",
@@ -111,11 +111,18 @@ hsist_put(struct req *r)
 		resp_error(r, 422, "ativo must be true or false");
 		return;
 	}
-	if (g == 1 && (rc = current_ativo(api->db, id, &ativo)) != DB_OK) {
+	if ((g == 1 || !has_desc) && (rc = current(api->db, id, &cur)) != DB_OK) {
 		resp_db(r, rc, "sistema");
 		return;
 	}
+	if (cur != NULL && g == 1 && json_object_object_get_ex(cur, "ativo", &v))
+		ativo = json_object_get_boolean(v);
+	if (cur != NULL && !has_desc && json_object_object_get_ex(cur, "descricao", &v) &&
+	    json_object_is_type(v, json_type_string))
+		descricao = json_object_get_string(v);
 	rc = sist_put(api->db, id, nome, descricao, ativo, &created);
+	if (cur != NULL)
+		json_object_put(cur);
 	if (rc != DB_OK) {
 		resp_db(r, rc, "sistema");
 		return;

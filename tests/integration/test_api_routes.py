@@ -226,8 +226,12 @@ def test_sistemas_list_get_put(stack):
     assert st == 200 and s["id"] == "novo_1" and s["ativo"] is True and s["descricao"] is None
     st, _, s, _ = a.request("PUT", "/api/sistemas/novo_1", {"nome": "Novo 2", "ativo": False})
     assert st == 200 and s["nome"] == "Novo 2" and s["ativo"] is False
-    st, _, s, _ = a.request("PUT", "/api/sistemas/novo_1", {"nome": "Novo 3"})
+    st, _, s, _ = a.request("PUT", "/api/sistemas/novo_1", {"nome": "Novo 3", "descricao": "D"})
     assert s["ativo"] is False, "an update without ativo keeps it"
+    st, _, s, _ = a.request("PUT", "/api/sistemas/novo_1", {"nome": "Novo 4"})
+    assert s["descricao"] == "D" and s["nome"] == "Novo 4", "an update without descricao keeps it"
+    st, _, s, _ = a.request("PUT", "/api/sistemas/novo_1", {"nome": "Novo 4", "descricao": None})
+    assert st == 200 and s["descricao"] is None
     is_error(a.request("PUT", "/api/sistemas/novo_1", {"nome": ""}), 422)
     is_error(a.request("PUT", "/api/sistemas/novo_1", {"nome": "x", "ativo": "yes"}), 422)
     is_error(a.request("PUT", "/api/sistemas/novo_1", {"descricao": "x"}), 422)
