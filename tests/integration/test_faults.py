@@ -35,6 +35,16 @@ def sim_lines(sistemas, lines):
     return out
 
 
+def dead(pid):
+    """True once pid has exited (gone, or a zombie not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return True
+    return st[st.rindex(")") + 2] in "ZX"
+
+
 def wait_running(stack, c, jid):
     stack.wait_job(c, jid, ("running",), timeout=15)
     wait_for(lambda: any(e[0] == "start" for e in stack.runs().get(jid, [])),
@@ -192,6 +202,8 @@ def test_api_process_killed_next_request_served(server):
         before = stack.api_children_pids()
         assert len(before) == 2, before
         os.kill(before[0], signal.SIGKILL)
+        # (a request that process had already accepted would fail with it)
+        wait_for(lambda: dead(before[0]), what="the killed etl-api gone")
         for _ in range(5):
             st, _, js, raw = c.get("/api/auth/me")
             assert st == 200, (st, raw)
@@ -199,8 +211,10 @@ def test_api_process_killed_next_request_served(server):
         wait_for(lambda: len(stack.api_children_pids()) == 2, timeout=15,
                  what="a replacement etl-api")
         # every serving process at once: served again after the respawn
-        for pid in stack.api_children_pids():
+        victims = stack.api_children_pids()
+        for pid in victims:
             os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: all(dead(p) for p in victims), what="the killed etl-api gone")
         wait_for(lambda: c.get("/api/auth/me")[0] == 200, timeout=15, what="served again")
         b = stack.execute(c, ["maps"], SHORT)
         assert_converged(stack, c, [a, b])
@@ -257,7 +271,7 @@ def test_database_write_locked_past_busy_timeout():
         st, h, js, raw = c.post("/api/execute", {"sistemas": ["maps"], "params": SHORT})
         took = time.monotonic() - t0
         assert st == 503, (st, raw)
-        assert set(js) == {"detail"} and js["detail"], js
+        assert js == {"detail": "database busy, retry later"}, js
         assert int(h["retry-after"]) >= 1
         assert h["content-type"].startswith("application/json")
         assert 0.25 < took < 3, took  # waited the 300 ms busy timeout, not forever
