@@ -140,8 +140,20 @@ publish_sistema(struct worker *w, const char *id)
 	json_object_put(o);
 }
 
+#define LEASE_ANNOUNCE_WAIT_MS 3000 /* longest wait for Redis before announcing */
+
 void
-lease_publish_closed(struct worker *w, int64_t job_id)
+lease_closed(struct worker *w, int64_t job_id)
+{
+	if (w->nclosed == w->capclosed) {
+		w->capclosed = w->capclosed ? w->capclosed * 2 : 16;
+		w->closed = xrealloc(w->closed, w->capclosed * sizeof(*w->closed));
+	}
+	w->closed[w->nclosed++] = job_id;
+}
+
+static void
+publish_closed(struct worker *w, int64_t job_id)
 {
 	struct job j;
 	double dur = 0;
@@ -177,7 +189,7 @@ close_dead(struct worker *w, const struct worker_info *wi)
 			return; /* the lease sweep will get them */
 		}
 		for (int k = 0; k < n; k++)
-			lease_publish_closed(w, ids[k]);
+			lease_closed(w, ids[k]);
 	} while (n == LEASE_MAX_CLOSED);
 	if (jobq_worker_unregister(w->db, wi->id) != DB_OK)
 		log_warnx(
@@ -248,7 +260,7 @@ lease_sweep(struct worker *w)
 			return;
 		}
 		for (int k = 0; k < n; k++)
-			lease_publish_closed(w, ids[k]);
+			lease_closed(w, ids[k]);
 	} while (n == LEASE_MAX_CLOSED);
 }
 
@@ -261,4 +273,17 @@ lease_stop(struct worker *w)
 		log_warnx("cannot unregister worker %lld (%s)", (long long)w->worker_id,
 		    db_errmsg(w->db));
 	w->worker_id = -1;
+}
+
+void
+lease_announce(struct worker *w)
+{
+	if (w->nclosed == 0)
+		return;
+	if (pub_state(w->pub) == PUB_CONNECTING &&
+	    util_mono_ms() - w->started_mono < LEASE_ANNOUNCE_WAIT_MS)
+		return;
+	for (size_t i = 0; i < w->nclosed; i++)
+		publish_closed(w, w->closed[i]);
+	w->nclosed = 0;
 }

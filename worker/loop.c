@@ -176,6 +176,8 @@ loop_run(struct worker *w)
 			}
 		}
 
+		lease_announce(w);
+
 		/* Group commit: every line read during the last turn, one transaction. */
 		if (flush_retry == 0 || now >= flush_retry) {
 			flush_retry = 0;
@@ -240,6 +242,8 @@ loop_run(struct worker *w)
 		if (w->stopping && !w->shutdown_cancelled)
 			wait = min_wait(wait, until(w->shutdown_at, now));
 		wait = min_wait(wait, pub_tick(w->pub));
+		if (w->nclosed > 0)
+			wait = min_wait(wait, 50); /* announce once Redis is up */
 		wait = min_wait(wait, remote_tick(w->remote));
 		if (w->retry_at)
 			wait = min_wait(wait, until(w->retry_at, now));

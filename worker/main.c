@@ -150,6 +150,7 @@ main(int argc, char **argv)
 	memset(&w, 0, sizeof(w));
 	w.wake_fd = w.sig_fd = w.devnull_fd = -1;
 	w.worker_id = -1;
+	w.started_mono = util_mono_ms();
 	while ((ch = getopt_long(argc, argv, "fp:hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
@@ -283,6 +284,7 @@ out:
 		free(w.cmd[i]);
 	free(w.cmd);
 	free(w.wake_dir);
+	free(w.closed);
 	log_info("exit %d", rc);
 	conf_free(&w.conf);
 	return rc;

@@ -109,6 +109,9 @@ struct worker {
 	int64_t retry_at; /* ms (mono): DB busy, retry acquire/finish then; 0 none */
 	int64_t jobs_started;
 	int64_t jobs_finished;
+	int64_t *closed; /* orphan jobs closed, not announced yet */
+	size_t nclosed, capclosed;
+	int64_t started_mono; /* ms */
 };
 
 /* ---- main.c ---- */
@@ -186,9 +189,12 @@ void lease_renew(struct worker *w);
 void lease_sweep(struct worker *w);
 /* Unregisters (clean exit). */
 void lease_stop(struct worker *w);
-/* Publishes job_status, job_complete and sistema status events for a job
- * closed by someone else's failure (orphan). */
-void lease_publish_closed(struct worker *w, int64_t job_id);
+/* Notes a job closed as an orphan; lease_announce() publishes its
+ * job_status, job_complete and sistema status events. */
+void lease_closed(struct worker *w, int64_t job_id);
+/* Publishes what lease_closed noted, once the publisher is past its first
+ * connection attempt (the closes at start come before Redis is up). */
+void lease_announce(struct worker *w);
 
 /* ---- remote.c ---- */
 /* Subscribes to "<prefix>:ws" when Redis is enabled; NULL otherwise. */

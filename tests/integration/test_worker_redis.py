@@ -102,3 +102,32 @@ def test_enqueue_on_another_host_wakes_through_redis(env):
     redis_publish(url, "etl:ws", {"type": "log", "payload": {}})
     redis_publish(url, "etl:ws", "not an event")
     assert w.alive()
+
+
+def test_closed_orphans_are_announced_and_counters_stored(env):
+    init_db(env)
+    _, url = start_redis(env)
+    sub = RedisSub(url)
+    try:
+        kw = dict(REDIS_ENABLED="true", REDIS_URL=url, ETL_LEASE_INTERVAL=1)
+        w1 = start_worker(env, "w1", **kw)
+        i = enqueue(env, "amplis", params={"lines": 2, "sleep": 30})
+        wait_for(lambda: sub.of("log", job_id=i), what="job running")
+        from harness_worker import pipeline_pid, kill_group
+        pid = pipeline_pid(w1, i)
+        w1.kill9()
+        kill_group(pid)
+        w2 = start_worker(env, "w2", **kw)
+        wait_status(env, i, "error")
+        wait_for(lambda: [m for m in sub.of("job_status", job_id=i)
+                          if m["payload"]["status"] == "error"], what="job_status error event")
+        done = wait_for(lambda: sub.of("job_complete", job_id=i), what="job_complete event")
+        assert done[0]["payload"]["status"] == "error"
+        st = wait_for(lambda: [m for m in sub.of("status", sistema_id="amplis")
+                               if m["payload"]["status"] == "ERROR"], what="sistema ERROR event")
+        assert st[-1]["payload"]["mensagem"] == "orphaned: worker died"
+        # Counters reach the registry at the next heartbeat.
+        wait_for(lambda: env.sql("SELECT events_published FROM workers WHERE pid = ?",
+                                 w2.pid)[0][0] > 0, what="counters stored")
+    finally:
+        sub.close()
