@@ -3,16 +3,21 @@ playwright-core (tests/browser/dashboard.mjs, one scenario a test) against
 the real stack behind lighttpd (harness_stack.FullStack). Screenshots land
 in tests/artifacts/. Without Chromium, Node.js or playwright-core (and no way
 to install it with npm) every test here is skipped, saying why."""
+import http.client
 import json
+import mimetypes
 import os
 import shutil
 import subprocess
 import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from harness import ROOT
 from harness_stack import USERS, FullStack
+from harness_wsd import make_token
 
 BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
 ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
@@ -42,11 +47,11 @@ pytestmark = pytest.mark.skipif(MISSING is not None,
                                 reason=f"BROWSER TESTS SKIPPED, NOT RUN: {MISSING}")
 
 
-def run_scenario(stack, name, timeout=240):
+def run_scenario(stack, name, timeout=240, base_url=None):
     """Runs one scenario; answers its CTL requests; returns its RESULT."""
     env = dict(os.environ)
     env.update({
-        "ETL_BASE_URL": stack.base_url,
+        "ETL_BASE_URL": base_url or stack.base_url,
         "ETL_USERS": json.dumps(USERS),
         "ETL_ARTIFACTS": ARTIFACTS,
         "ETL_CHROMIUM": CHROMIUM,
@@ -98,6 +103,11 @@ def control(stack, req):
         if cmd == "start_wsd":
             stack.start_wsd()
             return {"ok": True}
+        if cmd == "short_token":
+            ttl = int(req["ttl"])
+            u = USERS["operator"]["username"]
+            return {"ok": True, "token": make_token(sub=u, role="operator", ttl=ttl),
+                    "exp": int(time.time()) + ttl}
         if cmd == "enqueue":
             c = stack.login("operator")
             st, _, js, _ = c.post("/api/execute", {"sistemas": req["sistemas"],
@@ -107,6 +117,80 @@ def control(stack, req):
         return {"ok": False, "error": f"unknown command {cmd}"}
     except Exception as e:  # reported to the scenario, which fails with it
         return {"ok": False, "error": repr(e)}
+
+
+CSP = "default-src 'self'; connect-src 'self' ws: wss:"
+WWW = os.path.join(ROOT, "www")
+
+
+class CspFront:
+    """A front for the page that sends the strict Content-Security-Policy of
+    the issue with every file of www/ and forwards /api/ to the real stack,
+    so the page is proven to work under that policy whatever the web server
+    config sends."""
+
+    def __init__(self, stack):
+        port = stack.web.port
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                self.handle_any()
+
+            def do_POST(self):
+                self.handle_any()
+
+            def handle_any(self):
+                if self.path.startswith("/api/"):
+                    return self.forward()
+                rel = self.path.split("?", 1)[0].lstrip("/") or "index.html"
+                fp = os.path.realpath(os.path.join(WWW, rel))
+                if not fp.startswith(WWW + os.sep) or not os.path.isfile(fp):
+                    return self.reply(404, "text/plain", b"not found")
+                ctype = {".js": "text/javascript", ".css": "text/css",
+                         ".html": "text/html; charset=utf-8"}.get(
+                    os.path.splitext(fp)[1], mimetypes.guess_type(fp)[0] or "application/octet-stream")
+                with open(fp, "rb") as f:
+                    self.reply(200, ctype, f.read(), {"Content-Security-Policy": CSP})
+
+            def forward(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                hdrs = {k: v for k, v in self.headers.items()
+                        if k.lower() in ("authorization", "content-type", "idempotency-key")}
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                try:
+                    c.request(self.command, self.path, body=body, headers=hdrs)
+                    r = c.getresponse()
+                    data = r.read()
+                    keep = {k: v for k, v in r.getheaders()
+                            if k.lower() in ("www-authenticate", "retry-after", "allow")}
+                    self.reply(r.status, r.getheader("Content-Type") or "application/json", data, keep)
+                finally:
+                    c.close()
+
+            def reply(self, status, ctype, data, extra=None):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Cache-Control", "no-store")
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
 
 
 @pytest.fixture
@@ -137,7 +221,7 @@ def test_browser_cancel_pending_and_running(stack):
 
 def test_browser_wsd_restart_mid_job_no_lost_or_repeated_line(stack):
     r = run_scenario(stack, "wsd_restart")
-    assert r["at_stop"] < r["while_down"] <= r["at_reconnect"] < r["lines"]
+    assert r["at_stop"] < r["while_down"] <= r["at_reconnect"] < r["after_catch_up"] <= r["lines"]
 
 
 def test_browser_markup_in_log_and_names_is_text(stack):
@@ -159,3 +243,16 @@ def test_browser_polls_rest_when_redis_disabled(stack_no_redis):
 def test_browser_100k_log_lines(stack):
     r = run_scenario(stack, "bigLog", timeout=400)
     assert r["lines"] >= 100000 and r["rows"] < 300
+
+
+def test_browser_token_expiry_closes_socket_and_returns_to_login(stack):
+    r = run_scenario(stack, "expiry")
+    assert r["seconds_after_expiry"] < 10
+
+
+def test_browser_page_works_under_strict_csp(stack):
+    front = CspFront(stack)
+    try:
+        run_scenario(stack, "csp", base_url=front.url)
+    finally:
+        front.close()

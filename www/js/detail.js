@@ -26,6 +26,7 @@ export class JobDetail {
     this.job = null;
     this.catching = false;
     this.again = false;
+    this.failedAt = 0;      // ms: when a catch-up last failed
     this.log = new LogView({
       viewport: $('log'), spacer: $('log-spacer'), count: $('log-count'), follow: $('log-follow'),
       jump: $('log-jump'), sistema: $('log-sistema'), level: $('log-level'),
@@ -120,7 +121,9 @@ export class JobDetail {
   /** A `log` event: appended if it is the next line, else a catch-up. */
   applyLog(p) {
     if (p.job_id !== this.id) return;
-    if (this.log.add(p, true) === 'gap') this.catchUp();
+    // A failed catch-up is retried by the next poll or reconnect, or by an
+    // event a second later (not by every event of a busy stream).
+    if (this.log.add(p, true) === 'gap' && Date.now() - this.failedAt > 1000) this.catchUp().catch(() => {});
   }
 
   /** Fetches every line after the last one held, page by page; concurrent
@@ -141,6 +144,7 @@ export class JobDetail {
             r = await api.get(`/api/jobs/${encodeURIComponent(id)}/logs?after=${after}&limit=${pageSize}`);
           } catch (e) {
             if (e.status === 422 && pageSize > 100) { pageSize = 100; continue; }
+            this.failedAt = Date.now();
             throw e;
           }
           if (this.id !== id) return;
