@@ -128,9 +128,6 @@ class WebStack:
                       self.subs(DOCROOT=docroot))
         self._apache(site)
 
-    def restart_api_needed(self):
-        return self.kind == "apache-proxy"
-
 
 def init_db(env):
     """Creates and migrates the database (and the first admin) with one CGI run."""
