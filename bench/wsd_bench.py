@@ -34,14 +34,15 @@ def rss_kb(pid):
     return 0
 
 
-def clients(w, n, expect, timeout=300, hold=0):
+def clients(w, n, expect, timeout=300, hold=0, expect_total=None):
     path = "/ws?token=" + hw.make_token(ttl=7200)
     p = subprocess.Popen([hw.WSCLIENT, "-p", str(w.port), "-P", path, "-c", str(n),
                           "-n", str(expect), "-T", str(timeout), "-H", str(hold)],
                          stdout=subprocess.PIPE, text=True)
     first = json.loads(p.stdout.readline() or "{}")
     assert first.get("n") == n, first
-    wait_for(lambda: w.metric("etl_wsd_clients") >= n, timeout=60, what=f"{n} clients")
+    if expect_total is None:
+        wait_for(lambda: w.metric("etl_wsd_clients") >= n, timeout=60, what=f"{n} clients")
     return p
 
 
@@ -57,34 +58,58 @@ def env_with_wsd(**extra):
     return env, w, hw.Redis(url)
 
 
-def fanout(n_clients=1000, n_msgs=2000):
+def fanout(n_clients=1000, n_msgs=2000, procs=2):
+    """n_clients split over procs load-generator processes (the C client is
+    single-threaded); deliveries/s over the wall time from the first PUBLISH
+    to the last client's last message."""
     env, w, r = env_with_wsd(WSD_MAX_BACKLOG="65536")
     try:
-        p = clients(w, n_clients, n_msgs)
+        ps = [clients(w, n_clients // procs, n_msgs, expect_total=n_clients)
+              for _ in range(procs)]
+        wait_for(lambda: w.metric("etl_wsd_clients") >= n_clients, timeout=60,
+                 what=f"{n_clients} clients")
         c0 = cpu_s(w.proc.pid)
         msgs = [hw.event("log", **dict(PAYLOAD, seq=i)) for i in range(n_msgs)]
         t0 = time.monotonic()
         for i in range(0, n_msgs, 500):
             r.publish_many(msgs[i:i + 500])
-        s = finish(p)
+        ss = [finish(p) for p in ps]
         wall = time.monotonic() - t0
         wsd_cpu = cpu_s(w.proc.pid) - c0
-        return {"bench": "fanout", "clients": n_clients, "messages": n_msgs,
-                "deliveries": s["messages"], "complete_clients": s["complete"],
-                "deliveries_per_s": round(s["messages"] / max(s["rx_span_s"], 1e-9)),
-                "deliveries_per_s_wall": round(s["messages"] / wall),
-                "rx_span_s": s["rx_span_s"], "wsd_cpu_s": round(wsd_cpu, 3),
-                "loadgen_cpu_s": round(s["cpu_user_s"] + s["cpu_sys_s"], 3),
+        total = sum(s["messages"] for s in ss)
+        return {"bench": "fanout", "clients": n_clients, "loadgen_procs": procs,
+                "messages": n_msgs, "deliveries": total,
+                "complete_clients": sum(s["complete"] for s in ss),
+                "deliveries_per_s": round(total / wall), "wall_s": round(wall, 3),
+                "wsd_cpu_s": round(wsd_cpu, 3),
+                "wsd_cpu_us_per_delivery": round(wsd_cpu * 1e6 / max(total, 1), 3),
+                "loadgen_cpu_s": round(sum(s["cpu_user_s"] + s["cpu_sys_s"] for s in ss), 3),
                 "slow_consumer_closes": w.metric("etl_wsd_slow_consumer_closes_total")}
     finally:
         env.close()
 
 
-def latency(n_clients, rate=100, seconds=10):
+def hist_quantile(w, q):
+    """q-quantile (upper bucket bound, s) of wsd's own relay latency histogram."""
+    m = w.metrics()
+    buckets = sorted((float(k.split('le="')[1].rstrip('"}')), v) for k, v in m.items()
+                     if k.startswith("etl_wsd_relay_latency_seconds_bucket")
+                     and "+Inf" not in k)
+    total = m["etl_wsd_relay_latency_seconds_count"]
+    for le, v in buckets:
+        if v >= q * total:
+            return le
+    return float("inf")
+
+
+def latency(n_clients, rate=100, seconds=10, procs=1):
     env, w, r = env_with_wsd()
     try:
         n_msgs = rate * seconds
-        p = clients(w, n_clients, n_msgs)
+        ps = [clients(w, n_clients // procs, n_msgs, expect_total=n_clients)
+              for _ in range(procs)]
+        wait_for(lambda: w.metric("etl_wsd_clients") >= n_clients, timeout=60,
+                 what=f"{n_clients} clients")
         c0 = cpu_s(w.proc.pid)
         t_next = time.monotonic()
         for i in range(n_msgs):
@@ -93,26 +118,38 @@ def latency(n_clients, rate=100, seconds=10):
                 time.sleep(t_next - now)  # a paced load generator, not a test wait
             t_next += 1.0 / rate
             r.publish(hw.event("log", **dict(PAYLOAD, seq=i, t_us=time.time_ns() // 1000)))
-        s = finish(p)
-        return {"bench": "latency", "clients": n_clients, "rate_per_s": rate,
-                "messages": n_msgs, "samples": s["latency_samples"],
-                "p50_us": s["latency_p50_us"], "p99_us": s["latency_p99_us"],
-                "max_us": s["latency_max_us"], "complete_clients": s["complete"],
+        ss = [finish(p) for p in ps]
+        return {"bench": "latency", "clients": n_clients, "loadgen_procs": procs,
+                "rate_per_s": rate, "messages": n_msgs,
+                "samples": sum(s["latency_samples"] for s in ss),
+                "p50_us": max(s["latency_p50_us"] for s in ss),
+                "p99_us": max(s["latency_p99_us"] for s in ss),
+                "max_us": max(s["latency_max_us"] for s in ss),
+                "wsd_internal_p50_le_s": hist_quantile(w, 0.5),
+                "wsd_internal_p99_le_s": hist_quantile(w, 0.99),
+                "complete_clients": sum(s["complete"] for s in ss),
                 "wsd_cpu_s": round(cpu_s(w.proc.pid) - c0, 3),
-                "loadgen_cpu_s": round(s["cpu_user_s"] + s["cpu_sys_s"], 3)}
+                "loadgen_cpu_s": round(sum(s["cpu_user_s"] + s["cpu_sys_s"] for s in ss), 3)}
     finally:
         env.close()
 
 
-def idle_rss(n_clients=10000):
+def idle_rss(n_clients=10000, procs=10):
+    """RSS of etl-wsd before and with n_clients idle, authorised clients
+    (procs load generators: lws' poll() loop is O(fds) per turn)."""
     env, w, r = env_with_wsd()
     try:
         base = rss_kb(w.proc.pid)
-        p = clients(w, n_clients, 0, hold=600)
+        ps = [clients(w, n_clients // procs, 0, hold=600, expect_total=n_clients)
+              for _ in range(procs)]
+        wait_for(lambda: w.metric("etl_wsd_clients") >= n_clients, timeout=120,
+                 what=f"{n_clients} clients")
         time.sleep(1)  # let the allocator settle before reading RSS
         full = rss_kb(w.proc.pid)
-        p.terminate()
-        finish(p)
+        for p in ps:
+            p.terminate()
+        for p in ps:
+            finish(p)
         return {"bench": "idle_rss", "clients": n_clients, "base_rss_kb": base,
                 "rss_kb": full, "per_conn_bytes": round((full - base) * 1024 / n_clients)}
     finally:
@@ -127,7 +164,7 @@ def main():
         elif b == "latency1":
             res = latency(1)
         elif b == "latency1000":
-            res = latency(1000)
+            res = latency(1000, procs=2)
         elif b == "rss":
             res = idle_rss()
         else:

@@ -32,6 +32,7 @@
 #define CLIENTS_TXBUF 16384      /* bytes of frames coalesced into one send */
 #define CLIENTS_KILL_S 2         /* s a closing client gets to take its close frame */
 #define CLIENTS_MAX_ORIGINS 32
+#define CLIENTS_SWEEP_MS 250     /* ms between token expiry checks */
 #define CLIENTS_ARG_MAX 4200     /* bytes of one query argument (headers are <= 4096) */
 
 const char *const clients_reject_names[CLIENTS_REJECT__MAX] = {
@@ -61,7 +62,7 @@ struct client {
 	int64_t job_id; /* filter; -1: any */
 	int ntypes;     /* filter; 0: any */
 	char types[CLIENTS_MAX_TYPES][RELAY_TYPE_MAX + 1];
-	lws_sorted_usec_list_t sul_exp; /* token expiry */
+	int64_t exp_ms; /* token expiry, wall-clock ms */
 	char sub[65];
 };
 
@@ -81,6 +82,9 @@ struct clients {
 	uint64_t head; /* sequence of the next message */
 
 	struct client *list;
+	struct lws_context *ctx;
+	lws_sorted_usec_list_t sul_sweep; /* token expiry sweep */
+	int sweeping;                     /* sul_sweep is scheduled */
 	uint64_t next_id;
 	unsigned nopen;
 	struct clients_stats st;
@@ -139,20 +143,47 @@ client_close(struct client *c, int code, const char *reason)
 	c->close_code = code;
 	c->close_reason = reason;
 	list_del(c->cs, c);
-	lws_sul_cancel(&c->sul_exp);
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLIENTS_KILL_S);
 	lws_callback_on_writable(c->wsi);
 }
 
-static void
-on_token_expired(lws_sorted_usec_list_t *sul)
-{
-	struct client *c = lws_container_of(sul, struct client, sul_exp);
+static void sweep_schedule(struct clients *cs);
 
-	log_info("client=%llu user=%s: token expired, closing",
-	    (unsigned long long)c->id, c->sub);
-	c->cs->st.expired_closes++;
-	client_close(c, 4001, "token expired");
+/*
+ * Closes the clients whose token has expired (4001), every
+ * CLIENTS_SWEEP_MS while any client is connected. One timer for all: lws
+ * 4.1 keeps timers in a sorted list with O(n) inserts, so a timer per
+ * client made 10,000 connections cost seconds of CPU.
+ */
+static void
+sweep_expired(lws_sorted_usec_list_t *sul)
+{
+	struct clients *cs = lws_container_of(sul, struct clients, sul_sweep);
+	struct client *c, *next;
+	int64_t now = util_now_ms();
+
+	cs->sweeping = 0;
+	for (c = cs->list; c != NULL; c = next) {
+		next = c->next;
+		if (c->exp_ms > now)
+			continue;
+		log_info("client=%llu user=%s: token expired, closing",
+		    (unsigned long long)c->id, c->sub);
+		cs->st.expired_closes++;
+		client_close(c, 4001, "token expired");
+	}
+	if (cs->list != NULL)
+		sweep_schedule(cs);
+}
+
+static void
+sweep_schedule(struct clients *cs)
+{
+	if (cs->sweeping || cs->ctx == NULL)
+		return;
+	cs->sweeping = 1;
+	lws_sul_schedule(cs->ctx, 0, &cs->sul_sweep, sweep_expired,
+	    CLIENTS_SWEEP_MS * LWS_US_PER_MS);
 }
 
 /* ---- filters --------------------------------------------------------------- */
@@ -228,7 +259,7 @@ authorise(struct clients *cs, struct client *c, enum clients_reject *why)
 	const char *v;
 	struct tok_claims cl;
 	enum tok_rc rc;
-	int64_t now_ms = util_now_ms(), exp_us;
+	int64_t now_ms = util_now_ms();
 
 	if (!origin_allowed(cs, c->wsi)) {
 		*why = CLIENTS_REJECT_ORIGIN;
@@ -256,9 +287,7 @@ authorise(struct clients *cs, struct client *c, enum clients_reject *why)
 		return -1;
 	}
 	memcpy(c->sub, cl.sub, sizeof(c->sub));
-	exp_us = (cl.exp * 1000 - now_ms) * 1000;
-	lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_exp, on_token_expired,
-	    exp_us > 0 ? exp_us : 1);
+	c->exp_ms = cl.exp * 1000;
 	return 0;
 }
 
@@ -433,6 +462,8 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		}
 		c->next_seq = cs->head;
 		list_add(cs, c);
+		cs->ctx = lws_get_context(wsi);
+		sweep_schedule(cs);
 		log_debug("client=%llu user=%s: connected", (unsigned long long)c->id, c->sub);
 		return 0;
 
@@ -460,7 +491,6 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 	case LWS_CALLBACK_CLOSED:
 		if (c->established) {
 			list_del(cs, c);
-			lws_sul_cancel(&c->sul_exp);
 			cs->nopen--;
 			c->established = 0;
 			log_debug("client=%llu: closed", (unsigned long long)c->id);
@@ -569,6 +599,10 @@ clients_close_all(struct clients *cs, int code, const char *reason)
 {
 	struct client *c, *next;
 
+	if (cs->sweeping) {
+		lws_sul_cancel(&cs->sul_sweep);
+		cs->sweeping = 0;
+	}
 	for (c = cs->list; c != NULL; c = next) {
 		next = c->next;
 		client_close(c, code, reason);
