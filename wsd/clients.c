@@ -27,13 +27,13 @@
 #include "util.h"
 
 #define CLIENTS_INBOUND_MAX 4096 /* bytes of one inbound message */
-#define CLIENTS_RX_CHUNK 512     /* lws' per-connection receive buffer */
-#define CLIENTS_MAX_TYPES 8      /* names in a ?types= filter */
-#define CLIENTS_TXBUF 16384      /* bytes of frames coalesced into one send */
-#define CLIENTS_KILL_S 2         /* s a closing client gets to take its close frame */
+#define CLIENTS_RX_CHUNK 512 /* lws' per-connection receive buffer */
+#define CLIENTS_MAX_TYPES 8 /* names in a ?types= filter */
+#define CLIENTS_TXBUF 16384 /* bytes of frames coalesced into one send */
+#define CLIENTS_KILL_S 2 /* s a closing client gets to take its close frame */
 #define CLIENTS_MAX_ORIGINS 32
-#define CLIENTS_SWEEP_MS 250     /* ms between token expiry checks */
-#define CLIENTS_ARG_MAX 4200     /* bytes of one query argument (headers are <= 4096) */
+#define CLIENTS_SWEEP_MS 250 /* ms between token expiry checks */
+#define CLIENTS_ARG_MAX 4200 /* bytes of one query argument (headers are <= 4096) */
 
 const char *const clients_reject_names[CLIENTS_REJECT__MAX] = {
 	[CLIENTS_REJECT_MISSING] = "missing_token",
@@ -43,24 +43,24 @@ const char *const clients_reject_names[CLIENTS_REJECT__MAX] = {
 	[CLIENTS_REJECT_FILTER] = "bad_filter",
 };
 
-const int64_t clients_lat_bounds_us[CLIENTS_LAT_BUCKETS] = {100, 250, 500, 1000, 2500, 5000,
-    10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
+const int64_t clients_lat_bounds_us[CLIENTS_LAT_BUCKETS] = { 100, 250, 500, 1000, 2500, 5000, 10000,
+	25000, 50000, 100000, 250000, 500000, 1000000, 2500000 };
 
 /* Per-connection state (lws' per-session data, zeroed by lws). */
 struct client {
 	struct client *prev, *next; /* fan-out list; in_list says if linked */
 	struct lws *wsi;
 	struct clients *cs;
-	uint64_t id;       /* for logs */
+	uint64_t id; /* for logs */
 	uint64_t next_seq; /* next ring message to look at */
-	uint32_t pending;  /* matching messages from next_seq on, unsent */
+	uint32_t pending; /* matching messages from next_seq on, unsent */
 	uint32_t rx_bytes; /* bytes of the inbound message so far */
 	int in_list;
 	int established;
 	int close_code; /* nonzero: close with it at the next writeable */
 	const char *close_reason;
 	int64_t job_id; /* filter; -1: any */
-	int ntypes;     /* filter; 0: any */
+	int ntypes; /* filter; 0: any */
 	char types[CLIENTS_MAX_TYPES][RELAY_TYPE_MAX + 1];
 	int64_t exp_ms; /* token expiry, wall-clock ms */
 	char sub[65];
@@ -84,7 +84,7 @@ struct clients {
 	struct client *list;
 	struct lws_context *ctx;
 	lws_sorted_usec_list_t sul_sweep; /* token expiry sweep */
-	int sweeping;                     /* sul_sweep is scheduled */
+	int sweeping; /* sul_sweep is scheduled */
 	uint64_t next_id;
 	unsigned nopen;
 	struct clients_stats st;
@@ -167,8 +167,8 @@ sweep_expired(lws_sorted_usec_list_t *sul)
 		next = c->next;
 		if (c->exp_ms > now)
 			continue;
-		log_info("client=%llu user=%s: token expired, closing",
-		    (unsigned long long)c->id, c->sub);
+		log_info("client=%llu user=%s: token expired, closing", (unsigned long long)c->id,
+		    c->sub);
 		cs->st.expired_closes++;
 		client_close(c, 4001, "token expired");
 	}
@@ -182,8 +182,8 @@ sweep_schedule(struct clients *cs)
 	if (cs->sweeping || cs->ctx == NULL)
 		return;
 	cs->sweeping = 1;
-	lws_sul_schedule(cs->ctx, 0, &cs->sul_sweep, sweep_expired,
-	    CLIENTS_SWEEP_MS * LWS_US_PER_MS);
+	lws_sul_schedule(
+	    cs->ctx, 0, &cs->sul_sweep, sweep_expired, CLIENTS_SWEEP_MS * LWS_US_PER_MS);
 }
 
 /* ---- filters --------------------------------------------------------------- */
@@ -331,7 +331,8 @@ push(struct clients *cs, struct relay_msg *m)
 		if (old != NULL && c->next_seq <= old->seq) {
 			/* The ring is about to wrap over what it has not read. */
 			cs->st.slow_closes++;
-			log_info("client=%llu: ring lag past %llu messages, closing (slow consumer)",
+			log_info(
+			    "client=%llu: ring lag past %llu messages, closing (slow consumer)",
 			    (unsigned long long)c->id, (unsigned long long)cs->cap);
 			client_close(c, 4008, "slow consumer");
 			continue;
@@ -457,7 +458,8 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			cs->st.rejects[why]++;
 			log_info("client=%llu: refused (%s)", (unsigned long long)c->id,
 			    clients_reject_names[why]);
-			client_close(c, 1008, why == CLIENTS_REJECT_FILTER ? "bad filter" : "unauthorised");
+			client_close(
+			    c, 1008, why == CLIENTS_REJECT_FILTER ? "bad filter" : "unauthorised");
 			return 0;
 		}
 		c->next_seq = cs->head;

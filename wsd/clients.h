@@ -19,11 +19,11 @@ struct clients;
 
 /* Why a handshake was refused (closed with 1008), metrics label order. */
 enum clients_reject {
-	CLIENTS_REJECT_MISSING,  /* no token */
-	CLIENTS_REJECT_INVALID,  /* malformed or forged */
+	CLIENTS_REJECT_MISSING, /* no token */
+	CLIENTS_REJECT_INVALID, /* malformed or forged */
 	CLIENTS_REJECT_EXPIRED,
-	CLIENTS_REJECT_ORIGIN,   /* Origin not in WSD_ALLOWED_ORIGINS */
-	CLIENTS_REJECT_FILTER,   /* unparsable job_id / types */
+	CLIENTS_REJECT_ORIGIN, /* Origin not in WSD_ALLOWED_ORIGINS */
+	CLIENTS_REJECT_FILTER, /* unparsable job_id / types */
 	CLIENTS_REJECT__MAX
 };
 extern const char *const clients_reject_names[CLIENTS_REJECT__MAX];
@@ -33,10 +33,10 @@ extern const char *const clients_reject_names[CLIENTS_REJECT__MAX];
 extern const int64_t clients_lat_bounds_us[CLIENTS_LAT_BUCKETS];
 
 struct clients_stats {
-	uint64_t clients;       /* authorised open connections (gauge) */
-	uint64_t connections;   /* websocket connections accepted, total */
-	uint64_t deliveries;    /* frames written to clients */
-	uint64_t slow_closes;   /* closed 4008 */
+	uint64_t clients; /* authorised open connections (gauge) */
+	uint64_t connections; /* websocket connections accepted, total */
+	uint64_t deliveries; /* frames written to clients */
+	uint64_t slow_closes; /* closed 4008 */
 	uint64_t expired_closes; /* closed 4001 */
 	uint64_t inbound_closes; /* closed 1009: inbound frame over 4 KiB */
 	uint64_t rejects[CLIENTS_REJECT__MAX];

@@ -69,11 +69,11 @@ health_render_metrics(struct health *h, struct buf *b)
 	gauge(b, "etl_wsd_uptime_seconds", "Seconds since start.",
 	    (double)(util_mono_ms() - h->start_ms) / 1000.0);
 	counter(b, "etl_wsd_connections_total", "Websocket connections accepted.", cs.connections);
-	counter(b, "etl_wsd_messages_in_total", "Valid messages received from Redis.",
-	    rs.messages_in);
+	counter(
+	    b, "etl_wsd_messages_in_total", "Valid messages received from Redis.", rs.messages_in);
 	counter(b, "etl_wsd_deliveries_total", "Frames written to clients.", cs.deliveries);
 	buf_puts(b, "# HELP etl_wsd_messages_dropped_total Redis messages dropped, by reason.\n"
-		    "# TYPE etl_wsd_messages_dropped_total counter\n");
+	            "# TYPE etl_wsd_messages_dropped_total counter\n");
 	for (i = 0; i < RELAY_DROP__MAX; i++)
 		buf_printf(b, "etl_wsd_messages_dropped_total{reason=\"%s\"} %llu\n",
 		    relay_drop_names[i], (unsigned long long)rs.dropped[i]);
@@ -81,27 +81,29 @@ health_render_metrics(struct health *h, struct buf *b)
 	    cs.slow_closes);
 	counter(b, "etl_wsd_token_expired_closes_total", "Clients closed 4001 (token expired).",
 	    cs.expired_closes);
-	counter(b, "etl_wsd_inbound_closes_total", "Clients closed for an inbound frame over 4 KiB.",
-	    cs.inbound_closes);
+	counter(b, "etl_wsd_inbound_closes_total",
+	    "Clients closed for an inbound frame over 4 KiB.", cs.inbound_closes);
 	buf_puts(b, "# HELP etl_wsd_rejected_total Handshakes closed 1008, by reason.\n"
-		    "# TYPE etl_wsd_rejected_total counter\n");
+	            "# TYPE etl_wsd_rejected_total counter\n");
 	for (i = 0; i < CLIENTS_REJECT__MAX; i++)
-		buf_printf(b, "etl_wsd_rejected_total{reason=\"%s\"} %llu\n", clients_reject_names[i],
-		    (unsigned long long)cs.rejects[i]);
+		buf_printf(b, "etl_wsd_rejected_total{reason=\"%s\"} %llu\n",
+		    clients_reject_names[i], (unsigned long long)cs.rejects[i]);
 	counter(b, "etl_wsd_redis_reconnects_total", "Redis subscriptions made again after a loss.",
 	    rs.reconnects);
-	buf_puts(b, "# HELP etl_wsd_relay_latency_seconds Redis read to frame written, per delivery.\n"
-		    "# TYPE etl_wsd_relay_latency_seconds histogram\n");
+	buf_puts(b,
+	    "# HELP etl_wsd_relay_latency_seconds Redis read to frame written, per delivery.\n"
+	    "# TYPE etl_wsd_relay_latency_seconds histogram\n");
 	for (i = 0; i < CLIENTS_LAT_BUCKETS; i++) {
 		cum += cs.lat_counts[i];
 		buf_printf(b, "etl_wsd_relay_latency_seconds_bucket{le=\"%g\"} %llu\n",
 		    (double)clients_lat_bounds_us[i] / 1e6, (unsigned long long)cum);
 	}
 	cum += cs.lat_counts[CLIENTS_LAT_BUCKETS];
-	buf_printf(b, "etl_wsd_relay_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
-	    (unsigned long long)cum);
+	buf_printf(
+	    b, "etl_wsd_relay_latency_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
 	buf_printf(b, "etl_wsd_relay_latency_seconds_sum %.9f\n", cs.lat_sum_s);
-	buf_printf(b, "etl_wsd_relay_latency_seconds_count %llu\n", (unsigned long long)cs.lat_count);
+	buf_printf(
+	    b, "etl_wsd_relay_latency_seconds_count %llu\n", (unsigned long long)cs.lat_count);
 }
 
 /* Builds the response for uri into s; returns the status and content type. */
@@ -133,7 +135,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 	const struct lws_protocols *proto = lws_get_protocol(wsi);
 	struct hsess *s = user;
 	unsigned char hdr[LWS_PRE + HEALTH_HDR_MAX], *p, *end;
-	struct buf b = {0};
+	struct buf b = { 0 };
 	const char *ctype;
 	int status, n;
 
@@ -143,9 +145,9 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		p = hdr + LWS_PRE;
 		end = hdr + sizeof(hdr) - 1;
 		if (lws_add_http_common_headers(wsi, (unsigned)status, ctype,
-			(lws_filepos_t)(b.len - LWS_PRE), &p, end) != 0 ||
+		        (lws_filepos_t)(b.len - LWS_PRE), &p, end) != 0 ||
 		    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-			(const unsigned char *)"no-store", 8, &p, end) != 0 ||
+		        (const unsigned char *)"no-store", 8, &p, end) != 0 ||
 		    lws_finalize_write_http_header(wsi, hdr + LWS_PRE, &p, end) != 0) {
 			buf_free(&b);
 			return 1;
@@ -159,7 +161,8 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		if (s == NULL || s->body == NULL)
 			return 0;
-		n = lws_write(wsi, (unsigned char *)s->body + LWS_PRE, s->len, LWS_WRITE_HTTP_FINAL);
+		n = lws_write(
+		    wsi, (unsigned char *)s->body + LWS_PRE, s->len, LWS_WRITE_HTTP_FINAL);
 		free(s->body);
 		s->body = NULL;
 		if (n < 0)

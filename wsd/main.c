@@ -35,9 +35,9 @@
 #define WSD_PING_S 20
 static lws_retry_bo_t wsd_retry;
 
-static const struct lws_protocol_vhost_options wsd_pvo_default = {NULL, NULL, "default", "1"};
-static const struct lws_protocol_vhost_options wsd_pvo = {
-	NULL, &wsd_pvo_default, "etl-events", ""};
+static const struct lws_protocol_vhost_options wsd_pvo_default = { NULL, NULL, "default", "1" };
+static const struct lws_protocol_vhost_options wsd_pvo = { NULL, &wsd_pvo_default, "etl-events",
+	"" };
 
 static volatile sig_atomic_t wsd_signal;
 static volatile sig_atomic_t wsd_hup;
@@ -48,15 +48,14 @@ struct wsd_args {
 	int port;
 	const char *unix_path;
 	const char *pidfile;
-	int mode;   /* unix socket mode, -1: leave lws' */
+	int mode; /* unix socket mode, -1: leave lws' */
 	int ping_s; /* idle seconds before a server ping */
 };
 
-static void __attribute__((noreturn))
-usage(void)
+static void __attribute__((noreturn)) usage(void)
 {
 	fprintf(stderr, "usage: etl-wsd (-l HOST:PORT | -u PATH [-m MODE]) [-p PIDFILE] "
-			"[-k PING_S]\n");
+	                "[-k PING_S]\n");
 	exit(2);
 }
 
@@ -117,7 +116,8 @@ parse_args(int argc, char **argv, struct wsd_args *a)
 		switch (ch) {
 		case 'l':
 			if (parse_listen(optarg, a) != 0) {
-				fprintf(stderr, "etl-wsd: -l wants HOST:PORT, got \"%s\"\n", optarg);
+				fprintf(
+				    stderr, "etl-wsd: -l wants HOST:PORT, got \"%s\"\n", optarg);
 				exit(2);
 			}
 			break;
@@ -285,7 +285,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 	wsd_ctx = ctx;
-	if (args.unix_path != NULL && args.mode >= 0 && chmod(args.unix_path, (mode_t)args.mode) != 0) {
+	if (args.unix_path != NULL && args.mode >= 0 &&
+	    chmod(args.unix_path, (mode_t)args.mode) != 0) {
 		log_warn("chmod %s", args.unix_path);
 		goto out;
 	}

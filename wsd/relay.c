@@ -35,8 +35,8 @@
 #include "relay.h"
 #include "util.h"
 
-#define RELAY_PING_MS 500        /* PING period on the subscribed connection */
-#define RELAY_DEAD_MS 2000       /* silence after which the subscription is dead */
+#define RELAY_PING_MS 500 /* PING period on the subscribed connection */
+#define RELAY_DEAD_MS 2000 /* silence after which the subscription is dead */
 #define RELAY_IO_TIMEOUT_MS 1000 /* connect, AUTH, SUBSCRIBE, PING writes */
 #define RELAY_BACKOFF_MIN_MS 100
 #define RELAY_BACKOFF_MAX_MS 5000
@@ -160,8 +160,8 @@ relay_validate(const char *data, size_t len, enum relay_drop *why)
 		*why = RELAY_DROP_NOT_OBJECT;
 		goto out;
 	}
-	if (js_get_string(o, "type", &type, &tlen) != 0 || tlen == 0 ||
-	    tlen > RELAY_TYPE_MAX || memchr(type, '\0', tlen) != NULL) {
+	if (js_get_string(o, "type", &type, &tlen) != 0 || tlen == 0 || tlen > RELAY_TYPE_MAX ||
+	    memchr(type, '\0', tlen) != NULL) {
 		*why = RELAY_DROP_NO_TYPE;
 		goto out;
 	}
@@ -205,7 +205,8 @@ handoff(struct relay *r, struct relay_msg *m)
 	pthread_mutex_lock(&r->mu);
 	if (r->queued_bytes + m->len > RELAY_QUEUE_BYTES) {
 		pthread_mutex_unlock(&r->mu);
-		atomic_fetch_add_explicit(&r->dropped[RELAY_DROP_OVERFLOW], 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(
+		    &r->dropped[RELAY_DROP_OVERFLOW], 1, memory_order_relaxed);
 		relay_msg_free(m);
 		return;
 	}
@@ -256,7 +257,7 @@ relay_take(struct relay *r, size_t max, int *more)
 static int
 nap(struct relay *r, int ms)
 {
-	struct pollfd pfd = {.fd = r->stop_pipe[0], .events = POLLIN};
+	struct pollfd pfd = { .fd = r->stop_pipe[0], .events = POLLIN };
 	int n;
 
 	do
@@ -303,7 +304,7 @@ expect_ok(redisContext *c, redisReply *rep, const char *what)
 static redisContext *
 subscribe(struct relay *r)
 {
-	struct timeval tv = {RELAY_IO_TIMEOUT_MS / 1000, (RELAY_IO_TIMEOUT_MS % 1000) * 1000};
+	struct timeval tv = { RELAY_IO_TIMEOUT_MS / 1000, (RELAY_IO_TIMEOUT_MS % 1000) * 1000 };
 	redisContext *c;
 	int fl;
 
@@ -347,10 +348,12 @@ on_reply(struct relay *r, redisReply *rep)
 	enum relay_drop why;
 
 	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
-	    rep->element[0]->type != REDIS_REPLY_STRING || strcmp(rep->element[0]->str, "message") != 0)
+	    rep->element[0]->type != REDIS_REPLY_STRING ||
+	    strcmp(rep->element[0]->str, "message") != 0)
 		return; /* pong, (un)subscribe confirmations */
 	if (rep->element[2]->type != REDIS_REPLY_STRING) {
-		atomic_fetch_add_explicit(&r->dropped[RELAY_DROP_NOT_JSON], 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(
+		    &r->dropped[RELAY_DROP_NOT_JSON], 1, memory_order_relaxed);
 		return;
 	}
 	m = relay_validate(rep->element[2]->str, rep->element[2]->len, &why);
@@ -411,12 +414,14 @@ serve(struct relay *r, redisContext *c)
 		}
 		now = util_mono_ms();
 		if (now - last_rx >= RELAY_DEAD_MS) {
-			log_warnx("redis subscription silent for %d ms: reconnecting", RELAY_DEAD_MS);
+			log_warnx(
+			    "redis subscription silent for %d ms: reconnecting", RELAY_DEAD_MS);
 			return 0;
 		}
 		if (now >= next_ping) {
 			if (send_ping(c) != 0) {
-				log_warnx("redis PING: %s", c->errstr[0] ? c->errstr : "write failed");
+				log_warnx(
+				    "redis PING: %s", c->errstr[0] ? c->errstr : "write failed");
 				return 0;
 			}
 			next_ping = now + RELAY_PING_MS;
@@ -424,8 +429,8 @@ serve(struct relay *r, redisContext *c)
 		timeout = (int)(next_ping - now);
 		if (last_rx + RELAY_DEAD_MS - now < timeout)
 			timeout = (int)(last_rx + RELAY_DEAD_MS - now);
-		pfd[0] = (struct pollfd){.fd = c->fd, .events = POLLIN};
-		pfd[1] = (struct pollfd){.fd = r->stop_pipe[0], .events = POLLIN};
+		pfd[0] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = r->stop_pipe[0], .events = POLLIN };
 		n = poll(pfd, 2, timeout < 0 ? 0 : timeout);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -437,7 +442,8 @@ serve(struct relay *r, redisContext *c)
 			return 1;
 		if (pfd[0].revents) {
 			if (redisBufferRead(c) != REDIS_OK) {
-				log_warnx("redis connection lost: %s", c->errstr[0] ? c->errstr : "eof");
+				log_warnx(
+				    "redis connection lost: %s", c->errstr[0] ? c->errstr : "eof");
 				return 0;
 			}
 			last_rx = util_mono_ms();

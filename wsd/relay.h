@@ -19,7 +19,7 @@ struct lws_context;
 struct relay;
 
 #define RELAY_MSG_MAX 65536 /* bytes of one Redis message; larger ones are dropped */
-#define RELAY_TYPE_MAX 64   /* bytes of an event type */
+#define RELAY_TYPE_MAX 64 /* bytes of an event type */
 #define RELAY_FRAME_MAX (2 * RELAY_MSG_MAX) /* bytes of the frame we send (escapes grow it) */
 
 /*
@@ -30,10 +30,10 @@ struct relay;
  */
 struct relay_msg {
 	struct relay_msg *next; /* handoff list */
-	uint64_t seq;           /* position in the clients' ring */
-	int64_t job_id;         /* payload.job_id, -1 when absent */
-	int64_t recv_us;        /* monotonic us when read from Redis */
-	int broadcast;          /* 1: passes every filter (resync) */
+	uint64_t seq; /* position in the clients' ring */
+	int64_t job_id; /* payload.job_id, -1 when absent */
+	int64_t recv_us; /* monotonic us when read from Redis */
+	int broadcast; /* 1: passes every filter (resync) */
 	char type[RELAY_TYPE_MAX + 1];
 	size_t len;
 	unsigned char *frame; /* inside data: header just before the JSON */
@@ -70,8 +70,7 @@ struct relay_stats {
  * reason in err for an unusable REDIS_URL or when the thread cannot start.
  * Call from the loop thread before the loop runs; stop with relay_stop().
  */
-struct relay *relay_start(const struct conf *c, struct lws_context *ctx, char *err,
-    size_t errlen);
+struct relay *relay_start(const struct conf *c, struct lws_context *ctx, char *err, size_t errlen);
 
 /* Stops and joins the thread, frees what was never taken. NULL is safe. */
 void relay_stop(struct relay *r);

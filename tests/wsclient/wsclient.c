@@ -21,7 +21,7 @@
 
 #include <libwebsockets.h>
 
-#define WSC_INFLIGHT 64      /* handshakes at once */
+#define WSC_INFLIGHT 64 /* handshakes at once */
 #define WSC_LAT_MAX (1 << 23) /* latency samples kept */
 
 struct conn {
@@ -215,7 +215,8 @@ summary(void)
 	printf("{\"connected\":%d,\"failed\":%d,\"closed\":%d,\"complete\":%d,\"messages\":%ld,"
 	       "\"min_per_conn\":%ld,\"max_per_conn\":%ld,\"latency_samples\":%zu,"
 	       "\"latency_p50_us\":%lld,\"latency_p99_us\":%lld,\"latency_max_us\":%lld,"
-	       "\"elapsed_s\":%.3f,\"since_open_s\":%.3f,\"rx_span_s\":%.6f,\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,"
+	       "\"elapsed_s\":%.3f,\"since_open_s\":%.3f,\"rx_span_s\":%.6f,\"cpu_user_s\":%.3f,"
+	       "\"cpu_sys_s\":%.3f,"
 	       "\"close_codes\":{",
 	    wsc.connected, wsc.failed, wsc.closed, wsc.complete, wsc.total, mn < 0 ? 0 : mn, mx,
 	    wsc.nlat, (long long)p50, (long long)p99, (long long)pmax, elapsed,
@@ -232,19 +233,20 @@ summary(void)
 	fflush(stdout);
 }
 
-static void __attribute__((noreturn))
-usage(void)
+static void __attribute__((noreturn)) usage(void)
 {
-	fprintf(stderr, "usage: wsclient -p PORT -P PATH [-h HOST] [-c CONNS] [-n MSGS] [-T TIMEOUT_S] "
-			"[-H HOLD_S]\n");
+	fprintf(stderr,
+	    "usage: wsclient -p PORT -P PATH [-h HOST] [-c CONNS] [-n MSGS] [-T TIMEOUT_S] "
+	    "[-H HOLD_S]\n");
 	exit(2);
 }
 
 int
 main(int argc, char **argv)
 {
-	static const struct lws_protocols protocols[] = {
-	    {"wsc", callback, sizeof(struct conn), 65536, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
+	static const struct lws_protocols protocols[] = { { "wsc", callback, sizeof(struct conn),
+		                                              65536, 0, NULL, 0 },
+		{ NULL, NULL, 0, 0, 0, NULL, 0 } };
 	struct lws_context_creation_info info;
 	struct sigaction sa;
 	int64_t deadline, hold_until = 0;
@@ -255,14 +257,29 @@ main(int argc, char **argv)
 	wsc.timeout_s = 60;
 	while ((ch = getopt(argc, argv, "h:p:P:c:n:T:H:")) != -1) {
 		switch (ch) {
-		case 'h': wsc.host = optarg; break;
-		case 'p': wsc.port = atoi(optarg); break;
-		case 'P': wsc.path = optarg; break;
-		case 'c': wsc.nconns = atoi(optarg); break;
-		case 'n': wsc.expect = atol(optarg); break;
-		case 'T': wsc.timeout_s = atoi(optarg); break;
-		case 'H': wsc.hold_s = atoi(optarg); break;
-		default: usage();
+		case 'h':
+			wsc.host = optarg;
+			break;
+		case 'p':
+			wsc.port = atoi(optarg);
+			break;
+		case 'P':
+			wsc.path = optarg;
+			break;
+		case 'c':
+			wsc.nconns = atoi(optarg);
+			break;
+		case 'n':
+			wsc.expect = atol(optarg);
+			break;
+		case 'T':
+			wsc.timeout_s = atoi(optarg);
+			break;
+		case 'H':
+			wsc.hold_s = atoi(optarg);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (wsc.port <= 0 || wsc.path == NULL || wsc.nconns <= 0)
