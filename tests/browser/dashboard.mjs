@@ -191,6 +191,60 @@ async function assertSameLog(page, jobId) {
   return want.length;
 }
 
+/** WCAG contrast of every visible text on the page (enabled controls and
+ *  text; 4.5:1, or 3:1 for large text). Returns the failures. */
+async function contrastFailures(page) {
+  return page.evaluate(() => {
+    const rgba = (c) => {
+      const m = c.match(/rgba?\(([^)]+)\)/);
+      if (!m) return null;
+      const p = m[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+      return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+    };
+    const lum = ({ r, g, b }) => {
+      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const over = (top, under) => ({
+      r: top.r * top.a + under.r * (1 - top.a), g: top.g * top.a + under.g * (1 - top.a),
+      b: top.b * top.a + under.b * (1 - top.a), a: 1,
+    });
+    const background = (el) => {
+      const stack = [];
+      for (let e = el; e; e = e.parentElement) {
+        const c = rgba(getComputedStyle(e).backgroundColor);
+        if (c && c.a > 0) { stack.push(c); if (c.a >= 1) break; }
+      }
+      let bg = { r: 255, g: 255, b: 255, a: 1 };
+      for (let i = stack.length - 1; i >= 0; i--) bg = over(stack[i], bg);
+      return bg;
+    };
+    const fails = [];
+    const seen = new Set();
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const el = n.parentElement;
+      if (!n.textContent.trim() || seen.has(el)) continue;
+      seen.add(el);
+      const r = el.getBoundingClientRect();
+      if (!r.width || !r.height || el.closest('[hidden], :disabled, .sr-only, option')) continue;
+      const st = getComputedStyle(el);
+      if (st.visibility === 'hidden' || Number(st.opacity) === 0) continue;
+      let opacity = 1;
+      for (let e = el; e; e = e.parentElement) opacity *= Number(getComputedStyle(e).opacity);
+      if (opacity < 1) continue; // dimmed on purpose (inactive sistema): not text to read
+      const bg = background(el);
+      const fg = over(rgba(st.color), bg);
+      const [l1, l2] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+      const ratio = (l1 + 0.05) / (l2 + 0.05);
+      const size = parseFloat(st.fontSize);
+      const large = size >= 24 || (size >= 18.66 && Number(st.fontWeight) >= 700);
+      if (ratio < (large ? 3 : 4.5)) fails.push(`${ratio.toFixed(2)} "${n.textContent.trim().slice(0, 30)}" (${el.className || el.tagName})`);
+    }
+    return fails;
+  });
+}
+
 // ---- scenarios -------------------------------------------------------------------
 
 const scenarios = {};
@@ -218,6 +272,14 @@ scenarios.execute = async (b) => {
     const p = Number(await page.locator('.sist[data-id="amplis"] [role=progressbar]').getAttribute('aria-valuenow'));
     const n = await logLines(page);
     if (st === 'Em execução') {
+      if (!seenLines.length) {
+        // The pool panel shows the job in a slot with its elapsed time.
+        assert.equal(await page.locator('#pool-mode').textContent(), 'Modo pool · 2 workers');
+        const slot = page.locator('#pool-slots .slot.busy', { hasText: `Job #${jobId}` });
+        await slot.waitFor({ timeout: 5000 });
+        assert.match(await slot.locator('.slot-time').textContent(), /^\d\d:\d\d:\d\d$/);
+        assert.equal(await page.locator('#pool-slots .slot').count(), 2);
+      }
       seenLines.push(n);
       if (p > 0 && p < 100) seenProgress.add(p);
       if (!midShot && n > 20) { midShot = true; await shot(page, 'execute-running'); }
@@ -243,6 +305,8 @@ scenarios.execute = async (b) => {
   await page.getByLabel('Nível').selectOption('SUCCESS');
   await page.waitForFunction(() => /^2 de /.test(document.getElementById('log-count').textContent));
   await page.getByLabel('Nível').selectOption('');
+  const lowContrast = await contrastFailures(page);
+  assert.deepEqual(lowContrast, [], `text below WCAG AA contrast: ${lowContrast.join('; ')}`);
   await shot(page, 'execute-desktop');
   await page.setViewportSize({ width: 390, height: 844 });
   await sleep(300);
@@ -368,6 +432,18 @@ scenarios.viewer = async (b) => {
   await page.waitForFunction(() => Number(document.getElementById('log').dataset.lines) > 0);
   assert.ok(await page.locator('#detail-cancel').isHidden());
   assert.equal(await page.getByRole('button', { name: /Cancelar/ }).count(), 0);
+  // Paging: 22 jobs in pages of 20.
+  await ctl('enqueue', { sistemas: ['sac'], params: { lines: 1 }, count: 21 });
+  await page.locator('#jobs-range', { hasText: '1–20 de 22' }).waitFor();
+  assert.equal(await page.locator('#jobs-body tr').count(), 20);
+  assert.ok(await page.getByRole('button', { name: '‹ Anterior' }).isDisabled());
+  await page.getByRole('button', { name: 'Próxima ›' }).click();
+  await page.locator('#jobs-range', { hasText: '21–22 de 22' }).waitFor();
+  assert.equal(await page.locator('#jobs-body tr').count(), 2);
+  assert.ok(await page.getByRole('button', { name: 'Próxima ›' }).isDisabled());
+  await page.getByRole('button', { name: '‹ Anterior' }).click();
+  await page.locator('#jobs-range', { hasText: '1–20 de 22' }).waitFor();
+  assert.equal(await page.locator('#jobs-body tr td[data-label="Iniciado por"]').first().textContent(), USERS.operator.username);
   // The API agrees: a viewer's execute is refused.
   assert.equal((await rest(page, 'POST', '/api/execute', { sistemas: ['maps'] })).status, 403);
   await shot(page, 'viewer');
@@ -429,7 +505,9 @@ scenarios.polling = async (b) => {
   const { page } = b;
   await login(page, 'operator');
   await page.locator('#live-chip[data-state="poll"]').waitFor({ timeout: 20000 });
-  const jobId = await executeFromPage(page, ['maps'], { format: 'json', lines: 20, sleep: 4 });
+  const jobId = await executeFromPage(page, ['maps'], { format: 'json', lines: 20, sleep: 6 });
+  assert.equal(await page.locator('#pool-mode').textContent(), 'Modo único');
+  await page.locator('#pool-slots .slot.busy', { hasText: `Job #${jobId}` }).waitFor({ timeout: 5000 });
   const counts = new Set();
   const t0 = Date.now();
   while (Date.now() - t0 < 30000 && (await detailStatus(page)) !== 'Concluído') {

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import threading
 import time
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -43,6 +44,10 @@ def _missing():
 
 
 MISSING = _missing()
+if MISSING is not None:
+    # Said twice on purpose: in the warnings summary `pytest -q` always prints,
+    # and as the reason of every skipped test (pytest -rs).
+    warnings.warn(f"BROWSER TESTS SKIPPED, NOT RUN: {MISSING}")
 pytestmark = pytest.mark.skipif(MISSING is not None,
                                 reason=f"BROWSER TESTS SKIPPED, NOT RUN: {MISSING}")
 
@@ -110,10 +115,13 @@ def control(stack, req):
                     "exp": int(time.time()) + ttl}
         if cmd == "enqueue":
             c = stack.login("operator")
-            st, _, js, _ = c.post("/api/execute", {"sistemas": req["sistemas"],
-                                                   "params": req.get("params", {})})
-            assert st == 202, (st, js)
-            return {"ok": True, "job": js["job_id"]}
+            ids = []
+            for _ in range(int(req.get("count", 1))):
+                st, _, js, _ = c.post("/api/execute", {"sistemas": req["sistemas"],
+                                                       "params": req.get("params", {})})
+                assert st == 202, (st, js)
+                ids.append(js["job_id"])
+            return {"ok": True, "job": ids[0], "jobs": ids}
         return {"ok": False, "error": f"unknown command {cmd}"}
     except Exception as e:  # reported to the scenario, which fails with it
         return {"ok": False, "error": repr(e)}
