@@ -20,10 +20,12 @@ struct api_call {
 	const char *ctype; /* CONTENT_TYPE, NULL: unset */
 	enum api_auth auth;
 	const char *raw_auth; /* the Authorization header for AUTH_RAW */
+	int raw_valid; /* 1: raw_auth holds a real token (of a viewer, at least) */
 	const char *idem; /* Idempotency-Key, NULL: unset */
 	const char *body;
 	size_t body_len;
 	int bad_length; /* 1: CONTENT_LENGTH unset, 2: one more than the body, 3: "x" */
+	char **response; /* when set: gets the whole response (malloc'd, caller frees) */
 };
 
 /* Sets everything up once (idempotent). */

@@ -13,6 +13,7 @@
 
 #include "fuzz.h"
 #include "js.h"
+#include "json_check.h"
 
 static const char js_marker[] = "\xe2\x80\xa6[truncated]";
 
@@ -79,6 +80,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(len <= 65536, "accepted %zu bytes over the limit", len);
 		dump = js_dump(o);
 		FUZZ_CHECK(utf8_valid(dump, strlen(dump)), "js_dump wrote invalid UTF-8");
+		FUZZ_CHECK(json_strict_valid(dump, strlen(dump)),
+		    "js_dump wrote what is not JSON: %s", dump);
 		again =
 		    js_parse(dump, strlen(dump), 1u << 20, JS_MAX_DEPTH, &ok2, err, sizeof(err));
 		FUZZ_CHECK(ok2 == 1, "js_dump output does not parse again: %s: %s", err, dump);

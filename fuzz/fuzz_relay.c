@@ -15,6 +15,7 @@
 
 #include "fuzz.h"
 #include "js.h"
+#include "json_check.h"
 #include "relay.h"
 
 int
@@ -61,6 +62,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(f + hl == m->data + LWS_PRE, "JSON not right after the header");
 	FUZZ_CHECK(m->len <= RELAY_FRAME_MAX, "frame of %zu bytes", m->len);
 
+	FUZZ_CHECK(json_strict_valid((const char *)f + hl, m->len),
+	    "frame is not strict JSON: %.*s", (int)(m->len > 300 ? 300 : m->len),
+	    (const char *)f + hl);
 	out = js_parse(
 	    (const char *)f + hl, m->len, RELAY_FRAME_MAX, JS_MAX_DEPTH + 2, &ok, err, sizeof(err));
 	FUZZ_CHECK(out != NULL && json_object_is_type(out, json_type_object),
