@@ -10,6 +10,7 @@
 
 #include "clients.h"
 #include "health.h"
+#include "log.h"
 #include "relay.h"
 #include "util.h"
 
@@ -148,9 +149,21 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		        (lws_filepos_t)(b.len - LWS_PRE), &p, end) != 0 ||
 		    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
 		        (const unsigned char *)"no-store", 8, &p, end) != 0 ||
+		    (status == 405 &&
+		        lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
+		            (const unsigned char *)"GET", 3, &p, end) != 0) ||
 		    lws_finalize_write_http_header(wsi, hdr + LWS_PRE, &p, end) != 0) {
 			buf_free(&b);
 			return 1;
+		}
+		if (status == 405) {
+			/* A request with a body: answer now and close rather than
+			 * wait for a body nobody reads. */
+			if (lws_write(wsi, (unsigned char *)b.data + LWS_PRE, b.len - LWS_PRE,
+			        LWS_WRITE_HTTP_FINAL) < 0)
+				log_debug("health: write failed");
+			buf_free(&b);
+			return -1;
 		}
 		free(s->body);
 		s->len = b.len - LWS_PRE;

@@ -78,6 +78,8 @@ def test_health_and_metrics(env):
         assert k in m, k
     st, _, js, _ = w.http.get("/nope")
     assert st == 404 and "detail" in js
+    st, hdrs, js, _ = w.http.post("/health", {"x": 1})
+    assert st == 405 and hdrs.get("allow") == "GET" and "detail" in js
 
     async def main():
         ws = await hw.connect(w.url(token=hw.make_token()))
