@@ -302,7 +302,7 @@ expect_ok(redisContext *c, redisReply *rep, const char *what)
 
 /* Connects, authenticates and subscribes. Returns the context or NULL. */
 static redisContext *
-subscribe(struct relay *r)
+subscribe(struct relay *r, int loud)
 {
 	struct timeval tv = { RELAY_IO_TIMEOUT_MS / 1000, (RELAY_IO_TIMEOUT_MS % 1000) * 1000 };
 	redisContext *c;
@@ -317,7 +317,10 @@ subscribe(struct relay *r)
 		return NULL;
 	}
 	if (c->err) {
-		log_debug("redis connect: %s", c->errstr);
+		if (loud)
+			log_warnx("redis connect: %s (retrying with backoff)", c->errstr);
+		else
+			log_debug("redis connect: %s", c->errstr);
 		goto err;
 	}
 	if ((fl = fcntl(c->fd, F_GETFD)) == -1 || fcntl(c->fd, F_SETFD, fl | FD_CLOEXEC) == -1) {
@@ -459,7 +462,8 @@ relay_main(void *arg)
 	int base = 0, ever = 0, stop = 0, delay;
 
 	while (!stop) {
-		c = subscribe(r);
+		/* The first failure of an outage is a warning, the retries debug. */
+		c = subscribe(r, base == 0);
 		if (c == NULL) {
 			delay = backoff_next(&base);
 			log_debug("redis: retrying in %d ms", delay);
