@@ -123,10 +123,42 @@ utf8_sanitize(struct buf *out, const char *s, size_t len, size_t max_out)
 	return 0;
 }
 
+/* 1 if t is a JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int
+number_text_ok(const char *t)
+{
+	if (*t == '-')
+		t++;
+	if (*t == '0')
+		t++;
+	else if (*t >= '1' && *t <= '9')
+		while (*t >= '0' && *t <= '9')
+			t++;
+	else
+		return 0;
+	if (*t == '.') {
+		if (!(*++t >= '0' && *t <= '9'))
+			return 0;
+		while (*t >= '0' && *t <= '9')
+			t++;
+	}
+	if (*t == 'e' || *t == 'E') {
+		t++;
+		if (*t == '+' || *t == '-')
+			t++;
+		if (!(*t >= '0' && *t <= '9'))
+			return 0;
+		while (*t >= '0' && *t <= '9')
+			t++;
+	}
+	return *t == '\0';
+}
+
 /* Checks every string (keys too) for NUL and UTF-8 validity, and every
- * number for being finite: json-c takes NaN, Infinity and -Infinity even
- * in strict mode (and 1e999 overflows to inf), and would write them back
- * as bare NaN/Infinity, which is not JSON (found by fuzz/fuzz_relay.c). */
+ * number for being one JSON can carry: json-c takes NaN, Infinity and
+ * -Infinity even in strict mode (and 1e999 overflows to inf), "1.", "1.e5"
+ * and "007.5", and writes a double back as its source text: not JSON
+ * (found by fuzz/fuzz_relay.c and fuzz_js.c). */
 static int
 strings_ok(struct json_object *o, int depth)
 {
@@ -134,7 +166,8 @@ strings_ok(struct json_object *o, int depth)
 		return 0;
 	switch (json_object_get_type(o)) {
 	case json_type_double:
-		return isfinite(json_object_get_double(o));
+		return isfinite(json_object_get_double(o)) &&
+		    number_text_ok(json_object_to_json_string(o));
 	case json_type_string: {
 		const char *s = json_object_get_string(o);
 		size_t n = (size_t)json_object_get_string_len(o);
@@ -235,7 +268,7 @@ js_parse(const char *buf, size_t len, size_t max_len, int max_depth, int *ok, ch
 			goto fail;
 		}
 	if (o && !strings_ok(o, 0)) {
-		snprintf(err, errlen, "JSON string with NUL or invalid UTF-8, or a number out of range");
+		snprintf(err, errlen, "JSON string with NUL or invalid UTF-8, or a number JSON cannot carry");
 		goto fail;
 	}
 	json_tokener_free(tok);
