@@ -123,17 +123,21 @@ conf_env_inputs(void **state)
 /*
  * Found by fuzz_relay (fuzz/regress/relay/nan-in-payload): json-c accepts
  * NaN, Infinity and -Infinity even in strict mode, and 1e999 overflows to
- * inf; js_dump then wrote bare NaN/Infinity, which is not JSON. Through
+ * inf; js_dump then wrote bare NaN/Infinity, which is not JSON. Then by
+ * fuzz_js and fuzz_relay (fuzz/regress/js/trailing-dot, leading-zeros):
+ * "0.", "1.e5" and "007.5" too, since json-c writes a double back as the
+ * text it came as. Through
  * POST /api/execute params it reached GET /api/jobs and broke the job list
  * for every browser; through Redis it reached every websocket client.
  */
 static void
-js_rejects_non_finite_numbers(void **state)
+js_rejects_numbers_json_cannot_carry(void **state)
 {
 	static const char *const bad[] = { "{\"a\":NaN}", "[Infinity]", "-Infinity", "1e999",
-		"{\"params\":{\"x\":[1,-1e999]}}", "{\"type\":\"log\",\"payload\":{\"p\":NaN}}" };
+		"{\"params\":{\"x\":[1,-1e999]}}", "{\"type\":\"log\",\"payload\":{\"p\":NaN}}",
+		"[0.]", "1.e5", "{\"p\":-0.}", "[00000924949406.5807]", "-00.5" };
 	static const char *const good[] = { "1e308", "-0", "[0.5, -2.5e-300]",
-		"123456789012345678901" };
+		"123456789012345678901", "[0e0, 10.25e-3, -0.5]" };
 	char err[128];
 	int ok;
 
@@ -182,7 +186,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(js_inputs),
 		cmocka_unit_test(tok_inputs),
 		cmocka_unit_test(conf_env_inputs),
-		cmocka_unit_test(js_rejects_non_finite_numbers),
+		cmocka_unit_test(js_rejects_numbers_json_cannot_carry),
 	};
 
 	(void)argc;
