@@ -80,6 +80,7 @@ struct clients {
 	struct relay_msg **ring;
 	uint64_t cap, mask;
 	uint64_t head; /* sequence of the next message */
+	uint64_t tail; /* oldest message kept; [tail, head) are in the ring */
 
 	struct client *list;
 	struct lws_context *ctx;
@@ -316,16 +317,21 @@ observe_latency(struct clients *cs, int64_t us)
 	cs->st.lat_sum_s += (double)us / 1e6;
 }
 
-/* Puts m in the ring (takes ownership) and accounts it to every client. */
+/*
+ * Puts m in the ring (takes ownership) and accounts it to every client.
+ * Messages are kept in [tail, head) and only while some client still has
+ * to look at them: what everyone has passed is freed at once (m itself when
+ * nobody wants it), so the ring holds memory only for clients that lag.
+ */
 static void
 push(struct clients *cs, struct relay_msg *m)
 {
 	struct relay_msg *old;
 	struct client *c, *next;
-	uint64_t seq = cs->head;
+	uint64_t seq = cs->head, min = seq + 1;
 
 	m->seq = seq;
-	old = cs->ring[seq & cs->mask];
+	old = cs->ring[seq & cs->mask]; /* non-NULL only if tail == seq - cap */
 	for (c = cs->list; c != NULL; c = next) {
 		next = c->next;
 		if (old != NULL && c->next_seq <= old->seq) {
@@ -340,20 +346,28 @@ push(struct clients *cs, struct relay_msg *m)
 		if (!matches(c, m)) {
 			if (c->next_seq == seq)
 				c->next_seq = seq + 1; /* caught up: skip at once */
-			continue;
-		}
-		if (++c->pending > cs->max_backlog) {
+		} else if (++c->pending > cs->max_backlog) {
 			cs->st.slow_closes++;
 			log_info("client=%llu: %u messages behind, closing (slow consumer)",
 			    (unsigned long long)c->id, c->pending);
 			client_close(c, 4008, "slow consumer");
 			continue;
-		}
-		if (c->pending == 1)
+		} else if (c->pending == 1)
 			lws_callback_on_writable(c->wsi);
+		if (c->next_seq < min)
+			min = c->next_seq;
 	}
-	relay_msg_free(old);
-	cs->ring[seq & cs->mask] = m;
+	/* Everything below min is read by all: free it (old included). */
+	for (; cs->tail < min && cs->tail < seq; cs->tail++) {
+		relay_msg_free(cs->ring[cs->tail & cs->mask]);
+		cs->ring[cs->tail & cs->mask] = NULL;
+	}
+	if (min > seq) {
+		relay_msg_free(m); /* nobody wants it */
+		cs->ring[seq & cs->mask] = NULL;
+		cs->tail = seq + 1;
+	} else
+		cs->ring[seq & cs->mask] = m;
 	cs->head = seq + 1;
 }
 

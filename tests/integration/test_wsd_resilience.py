@@ -23,7 +23,10 @@ def test_stalled_client_closed_others_miss_nothing(env):
         readers = [await hw.connect(w.url(token=hw.make_token())) for _ in range(2)]
         stalled = hw.RawClient(w.port, "/ws?token=" + hw.make_token())
         assert stalled.status == 101
-        wait_for(lambda: w.metric("etl_wsd_clients") == 3, what="3 clients")
+        # Never reads either, but nothing matches its filter: not behind.
+        quiet = hw.RawClient(w.port, "/ws?job_id=999&token=" + hw.make_token())
+        assert quiet.status == 101
+        wait_for(lambda: w.metric("etl_wsd_clients") == 4, what="4 clients")
 
         # Published in steps of 20 the readers take before the next step
         # (Python readers are slow): they never lag, the stalled one does.
@@ -34,16 +37,23 @@ def test_stalled_client_closed_others_miss_nothing(env):
             for k, ws in enumerate(readers):
                 got[k] += await hw.recv_n(ws, 20, timeout=20)
         wait_for(stalled.closed_by_peer, timeout=10, what="stalled client closed")
+        assert not quiet.closed_by_peer()
+        r.publish(hw.event("log", job_id=999, seq=-1))
+        quiet.s.setblocking(True)
+        quiet.s.settimeout(5)
+        frame = quiet.s.recv(4096)
+        assert frame[0] == 0x81 and b'"job_id":999' in frame, frame
         for ws in readers:
             await ws.close()
         stalled.close()
+        quiet.close()
         return got
 
     got = hw.run(main())
     for g in got:
         assert [m["payload"]["seq"] for m in g] == list(range(n))
     assert w.metric("etl_wsd_slow_consumer_closes_total") == 1
-    assert w.metric("etl_wsd_deliveries_total") >= 2 * n
+    assert w.metric("etl_wsd_deliveries_total") >= 2 * n + 1
     assert w.proc.alive()
 
 
