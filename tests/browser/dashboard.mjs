@@ -539,6 +539,25 @@ scenarios.bigLog = async (b) => {
   });
   const t0 = Date.now();
   const jobId = await executeFromPage(page, ['amplis'], { format: 'plain', lines: N });
+  // Auto-scroll: it follows the end, pauses when the user scrolls up (the view
+  // stays put while lines keep coming), resumes from the "new lines" button.
+  await page.waitForFunction(() => Number(document.getElementById('log').dataset.lines) >= 3000, null, { timeout: 60000 });
+  const atEnd = () => page.locator('#log').evaluate((v) => v.scrollTop + v.clientHeight >= v.scrollHeight - 25);
+  assert.ok(await atEnd(), 'log does not follow the end while lines arrive');
+  await page.locator('#log').hover();
+  await page.mouse.wheel(0, -2000);
+  await page.waitForFunction(() => !document.getElementById('log-follow').checked);
+  await page.locator('#log-jump').waitFor({ state: 'visible' });
+  const paused = await page.locator('#log').evaluate((v) => v.scrollTop);
+  const linesAtPause = await logLines(page);
+  await page.waitForFunction((n) => Number(document.getElementById('log').dataset.lines) >= n + 3000, linesAtPause, { timeout: 60000 });
+  const still = await page.locator('#log').evaluate((v) => v.scrollTop);
+  assert.ok(Math.abs(still - paused) <= 20, `the view moved while paused (${paused} -> ${still})`);
+  assert.ok(!(await atEnd()), 'paused view is at the end');
+  await page.getByRole('button', { name: '↓ Novas linhas' }).click();
+  await page.waitForFunction(() => document.getElementById('log-follow').checked);
+  await sleep(200);
+  assert.ok(await atEnd(), 'following again, but not at the end');
   await page.waitForFunction((n) => Number(document.getElementById('log').dataset.lines) >= n, N, { timeout: 180000, polling: 500 });
   const loadMs = Date.now() - t0;
   const streaming = await page.evaluate(() => {

@@ -11,6 +11,7 @@ const OVERSCAN = 12;       // rows rendered above and below the viewport
 const MAX_LINES = 1000000; // beyond this the oldest lines are dropped (with a notice)
 const MAX_SHOWN = 4000;    // characters of one message put in a row (the download has all)
 const MAX_AHEAD = 10000;   // live lines held while waiting for a catch-up
+const LEVELS = ['DEBUG', 'INFO', 'WARNING', 'ERROR', 'SUCCESS'];
 
 export class LogView {
   /**
@@ -26,6 +27,7 @@ export class LogView {
     this.fSistema = '';
     this.fLevel = '';
     this.sistemas = new Set();
+    this.levels = new Set();
     this.follow = true;
     this.dirty = false;
     this.frame = 0;
@@ -53,9 +55,11 @@ export class LogView {
     this.ahead.clear();
     this.view = null;
     this.sistemas = new Set();
+    this.levels = new Set();
     this.fSistema = '';
     this.fLevel = '';
-    this.el.level.value = '';
+    this.el.level.replaceChildren(h('option', { value: '' }, 'Todos'));
+    for (const l of LEVELS) this.addLevel(l);
     this.el.sistema.replaceChildren(h('option', { value: '' }, 'Todos'));
     for (const s of known) this.addSistema(s);
     this.rendered = { from: -1, to: -1, len: -1 };
@@ -106,6 +110,7 @@ export class LogView {
     };
     this.lines.push(l);
     if (l.sistema && !this.sistemas.has(l.sistema)) this.addSistema(l.sistema);
+    if (!this.levels.has(l.level)) this.addLevel(l.level);
     if (this.view && this.matches(l)) this.view.push(this.lines.length - 1);
     if (this.lines.length > MAX_LINES) this.trim();
   }
@@ -123,6 +128,13 @@ export class LogView {
     const opts = Array.from(this.el.sistema.options).slice(1);
     const before = opts.find((o) => o.value.localeCompare(s) > 0) || null;
     this.el.sistema.insertBefore(h('option', { value: s }, s), before);
+  }
+
+  /** Levels are any [A-Z]+ word of the pipeline: the usual ones are listed
+   *  from the start, others as they appear. */
+  addLevel(level) {
+    this.levels.add(level);
+    this.el.level.append(h('option', { value: level }, level));
   }
 
   matches(l) {
