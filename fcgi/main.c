@@ -76,7 +76,7 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: etl-api [-s PATH | -p [HOST:]PORT] [-n CHILDREN]\n"
+	    "usage: etl-api [-s PATH [-m MODE] | -p [HOST:]PORT] [-n CHILDREN]\n"
 	    "       etl-api --routes | --version\n"
 	    "Without -s/-p: FastCGI on fd 0 when spawned by a web server, else one CGI request.\n"
 	    "Configuration comes from the environment (and ETL_ENV_FILE): see .env.example.\n");
@@ -278,7 +278,7 @@ prefork(struct api *api, int fd, int n)
 
 /* Opens -s PATH or -p [HOST:]PORT. Returns the listening fd. */
 static int
-open_listener(const char *sock_path, const char *port)
+open_listener(const char *sock_path, const char *port, mode_t mode)
 {
 	char addr[300];
 	int fd;
@@ -289,8 +289,9 @@ open_listener(const char *sock_path, const char *port)
 		fd = FCGX_OpenSocket(sock_path, LISTEN_BACKLOG);
 		if (fd < 0)
 			fatalx("cannot listen on %s", sock_path);
-		/* the web server's user (www-data) must be able to connect */
-		if (chmod(sock_path, 0666) != 0)
+		/* the web server's user (www-data) must be able to connect: 0666 by
+		 * default, -m 0660 with a shared group to keep other users out */
+		if (chmod(sock_path, mode) != 0)
 			fatal("chmod %s", sock_path);
 		log_info("listening on %s", sock_path);
 		return fd;
@@ -319,6 +320,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock_path = NULL, *port = NULL;
+	mode_t sock_mode = 0666;
 	struct api api;
 	enum log_level lvl = LOG_LEVEL_INFO;
 	char err[512];
@@ -326,7 +328,7 @@ main(int argc, char **argv)
 	int64_t n;
 
 	memset(&api, 0, sizeof(api));
-	while ((ch = getopt_long(argc, argv, "s:p:n:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "s:p:n:m:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			sock_path = optarg;
@@ -334,6 +336,14 @@ main(int argc, char **argv)
 		case 'p':
 			port = optarg;
 			break;
+		case 'm': {
+			char *end = NULL;
+			long m = strtol(optarg, &end, 8);
+			if (end == optarg || *end != '\0' || m < 0 || m > 0777)
+				usage();
+			sock_mode = (mode_t)m;
+			break;
+		}
 		case 'n':
 			if (util_parse_i64(optarg, 1, MAX_CHILDREN, &n) != 0)
 				usage();
@@ -379,7 +389,7 @@ main(int argc, char **argv)
 	}
 
 	if (sock_path || port) {
-		fd = open_listener(sock_path, port);
+		fd = open_listener(sock_path, port, sock_mode);
 	} else if (FCGX_IsCGI()) {
 		if (getenv("REQUEST_METHOD") == NULL) {
 			fprintf(stderr,

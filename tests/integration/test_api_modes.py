@@ -372,3 +372,14 @@ def test_run_by_hand_prints_usage(menv):
     r = subprocess.run([binary("etl-api")], env=menv.env, stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "usage:" in r.stderr
+
+
+def test_unix_socket_mode(menv):
+    sock = menv.path("api.sock")
+    p = menv.start([binary("etl-api"), "-s", sock, "-m", "0660", "-n", "2"], "etl-api")
+    c = Fcgi(sock)
+    wait_for(lambda: c.get("/api/health")[0] == 200, what="etl-api -s")
+    assert os.stat(sock).st_mode & 0o777 == 0o660
+    p.signal(signal.SIGTERM)
+    assert p.wait(15) == 0
+    assert not os.path.exists(sock), "the socket file is removed at exit"
