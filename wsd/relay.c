@@ -40,6 +40,7 @@
 #define RELAY_IO_TIMEOUT_MS 1000 /* connect, AUTH, SUBSCRIBE, PING writes */
 #define RELAY_BACKOFF_MIN_MS 100
 #define RELAY_BACKOFF_MAX_MS 5000
+#define RELAY_READER_MAX (2 * RELAY_MSG_MAX + 4096) /* bytes of one reply in progress */
 #define RELAY_QUEUE_BYTES (32u << 20) /* handed-over bytes the loop has not taken */
 
 const char *const relay_drop_names[RELAY_DROP__MAX] = {
@@ -414,6 +415,15 @@ serve(struct relay *r, redisContext *c)
 			rep = v;
 			on_reply(r, rep);
 			freeReplyObject(rep);
+		}
+		if (c->reader->len - c->reader->pos > RELAY_READER_MAX) {
+			/* hiredis keeps a bulk string whole until it ends (up to
+			 * Redis' 512 MB): past our limit, drop the connection. */
+			atomic_fetch_add_explicit(
+			    &r->dropped[RELAY_DROP_TOO_BIG], 1, memory_order_relaxed);
+			log_warnx("redis message over %d bytes: dropping the subscription",
+			    RELAY_READER_MAX);
+			return 0;
 		}
 		now = util_mono_ms();
 		if (now - last_rx >= RELAY_DEAD_MS) {

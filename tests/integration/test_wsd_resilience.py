@@ -178,3 +178,27 @@ def test_malformed_messages_dropped_and_counted(env):
     assert total == sum(len(v) for v in MALFORMED.values()) + 2
     assert met["etl_wsd_messages_in_total"] == 1
     assert w.proc.alive()
+
+
+def test_huge_message_drops_subscription_not_memory(env):
+    """A message of several MB is not buffered whole: the subscription is
+    dropped and made again (clients get a resync), delivery goes on."""
+    _, url = start_redis(env)
+    w = hw.start_wsd(env, url)
+    r = hw.Redis(url)
+
+    async def main():
+        ws = await hw.connect(w.url(token=hw.make_token()))
+        hw.wait_subscribers(r, 1)
+        r.publish(b'{"type":"log","payload":{"m":"' + b"x" * (4 << 20) + b'"}}')
+        assert await hw.recv_json(ws, timeout=10) == {"type": "resync"}
+        hw.wait_subscribers(r, 1)
+        r.publish(hw.event("log", job_id=3))
+        m = await hw.recv_json(ws)
+        await ws.close()
+        return m
+
+    assert hw.run(main()) == {"type": "log", "payload": {"job_id": 3}}
+    assert w.metric('etl_wsd_messages_dropped_total{reason="too_big"}') == 1
+    assert w.metric("etl_wsd_redis_reconnects_total") == 1
+    assert w.proc.alive()
