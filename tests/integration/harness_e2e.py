@@ -15,7 +15,6 @@ import signal
 import sqlite3
 import subprocess
 import threading
-import time
 
 from harness import PIPELINE_SIM, SECRET, binary, start_redis, wait_for
 from harness_web import ADMIN, ADMIN_PW, WebStack, make_env

@@ -7,7 +7,6 @@ and 3; with REDIS_ENABLED=false (everything works, no events, REST
 catch-up); and on a database left by the original Python version
 (fixtures/legacy-v1.sql), migrated in place on first start."""
 import os
-import time
 
 import pytest
 

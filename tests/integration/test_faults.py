@@ -84,7 +84,7 @@ def test_worker_kill9_mid_job_closed_once_never_rerun():
         assert [x["status"] for x in ws.of("job_complete", job_id=b)] == ["completed"]
         assert [x["status"] for x in ws.of("job_complete", job_id=k)] == ["completed"]
         assert stack.http().get("/api/health")[2]["worker"] == "alive"
-        assert c.get(f"/api/sistemas/maps")[2]["status"] == "SUCCESS"
+        assert c.get("/api/sistemas/maps")[2]["status"] == "SUCCESS"
     finally:
         if pgid:
             kill_group(pgid)
