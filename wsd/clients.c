@@ -6,12 +6,12 @@
  * number; each client keeps the sequence of the next message it has to look
  * at and a count of the messages matching its filters it has not been sent
  * yet. A message is serialised once (by the relay thread) and written to
- * every client from the same bytes; it is freed when the ring wraps over it.
- * A client whose pending count passes WSD_MAX_BACKLOG, or that the ring is
- * about to wrap over, is a slow consumer: it is taken out of the fan-out at
- * once and closed with 4008 (killed after 2 s if it cannot even take the
- * close frame). So memory is bounded by cap messages in total, not per
- * client, and nobody else ever waits for it.
+ * every client from the same bytes; it is freed as soon as every client has
+ * passed it. A client whose pending count passes WSD_MAX_BACKLOG, or that
+ * the ring is about to wrap over, is a slow consumer: it is taken out of the
+ * fan-out at once and closed with 4008 (killed after 2 s if it cannot even
+ * take the close frame). So memory is bounded by cap messages in total, not
+ * per client, and nobody else ever waits for a slow one.
  */
 #include <stdlib.h>
 #include <string.h>
