@@ -26,6 +26,13 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def sched_wait_s(pid):
+    """Seconds the main (fan-out) thread spent runnable but waiting for a CPU:
+    how much of the latency is this machine being busy."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -111,6 +118,7 @@ def latency(n_clients, rate=100, seconds=10, procs=1):
         wait_for(lambda: w.metric("etl_wsd_clients") >= n_clients, timeout=60,
                  what=f"{n_clients} clients")
         c0 = cpu_s(w.proc.pid)
+        q0 = sched_wait_s(w.proc.pid)
         t_next = time.monotonic()
         for i in range(n_msgs):
             now = time.monotonic()
@@ -129,6 +137,8 @@ def latency(n_clients, rate=100, seconds=10, procs=1):
                 "wsd_internal_p99_le_s": hist_quantile(w, 0.99),
                 "complete_clients": sum(s["complete"] for s in ss),
                 "wsd_cpu_s": round(cpu_s(w.proc.pid) - c0, 3),
+                "wsd_runqueue_wait_s": round(sched_wait_s(w.proc.pid) - q0, 3),
+                "loadavg_1m": os.getloadavg()[0],
                 "loadgen_cpu_s": round(sum(s["cpu_user_s"] + s["cpu_sys_s"] for s in ss), 3)}
     finally:
         env.close()

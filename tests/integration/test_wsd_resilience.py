@@ -4,6 +4,7 @@ within 3 s (/health 503), resubscribed with backoff, clients get a resync
 and delivery resumes; malformed Redis messages are dropped and counted."""
 import asyncio
 import json
+import os
 import signal
 import time
 
@@ -202,3 +203,33 @@ def test_huge_message_drops_subscription_not_memory(env):
     assert w.metric('etl_wsd_messages_dropped_total{reason="too_big"}') == 1
     assert w.metric("etl_wsd_redis_reconnects_total") == 1
     assert w.proc.alive()
+
+
+def test_redis_over_tcp_with_password(env):
+    """REDIS_URL redis://:password@127.0.0.1:PORT/0: AUTH then SUBSCRIBE over
+    TCP; a wrong password keeps /health at 503 and says why in the log."""
+    from harness import free_port
+    port = free_port()
+    sock = env.path("redis-pw.sock")
+    env.start(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+               "--unixsocket", sock, "--unixsocketperm", "777", "--requirepass", "s3cret",
+               "--save", "", "--appendonly", "no", "--dir", env.dir], "redis-pw")
+    wait_for(lambda: os.path.exists(sock), what="redis socket")
+    good = hw.start_wsd(env, f"redis://:s3cret@127.0.0.1:{port}/0", name="wsd-good")
+    bad = hw.start_wsd(env, f"redis://:wrong@127.0.0.1:{port}/0", name="wsd-bad",
+                       wait_redis=False)
+    r = hw.Redis("unix://" + sock)
+    assert r.command("AUTH", "s3cret") == "OK"
+
+    async def main():
+        ws = await hw.connect(good.url(token=hw.make_token()))
+        hw.wait_subscribers(r, 1)
+        r.publish(hw.event("job_status", job_id=4, status="running", worker_slot=0))
+        m = await hw.recv_json(ws)
+        await ws.close()
+        return m
+
+    assert hw.run(main())["payload"]["job_id"] == 4
+    st, js = bad.health()
+    assert st == 503 and js["redis"] == "down"
+    wait_for(lambda: "AUTH" in bad.proc.log(), what="AUTH failure logged")
