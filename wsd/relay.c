@@ -267,7 +267,8 @@ nap(struct relay *r, int ms)
 	return n != 0;
 }
 
-/* Next backoff delay in ms: doubled, capped, with jitter in [d/2, d]. */
+/* Next backoff delay in ms: doubled from 100 ms, plus up to half again as
+ * jitter (several etl-wsd must not reconnect in step), never over 5 s. */
 static int
 backoff_next(int *base)
 {
@@ -279,8 +280,8 @@ backoff_next(int *base)
 		*base = RELAY_BACKOFF_MAX_MS;
 	if (util_random(&rnd, sizeof(rnd)) != 0)
 		rnd = (uint32_t)mono_us();
-	d = *base / 2 + (int)(rnd % (uint32_t)(*base / 2 + 1));
-	return d;
+	d = *base + (int)(rnd % (uint32_t)(*base / 2 + 1));
+	return d > RELAY_BACKOFF_MAX_MS ? RELAY_BACKOFF_MAX_MS : d;
 }
 
 static int
