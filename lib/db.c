@@ -186,9 +186,19 @@ db_begin(struct db *db)
 enum db_rc
 db_commit(struct db *db)
 {
+	static int64_t last_warn; /* mono ms: a full disk fails every commit */
+	static int suppressed;
 	int rc = exec_simple(db->h, "COMMIT");
 	if (rc != SQLITE_OK) {
-		log_warnx("db: commit: %s", sqlite3_errmsg(db->h));
+		int64_t now = util_mono_ms();
+		if (now - last_warn >= 10000) {
+			log_warnx("db: commit: %s (%d more like it not logged)", sqlite3_errmsg(db->h),
+			    suppressed);
+			last_warn = now;
+			suppressed = 0;
+		} else {
+			suppressed++;
+		}
 		db_rollback(db);
 	}
 	return db_map(rc);
