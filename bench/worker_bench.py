@@ -29,6 +29,20 @@ def rss_kb(pid):
     return 0
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid):
+    """User + system CPU seconds of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def load():
+    return round(os.getloadavg()[0], 1)
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
@@ -82,7 +96,7 @@ def bench_latency(n=300):
             wait_for(lambda: con.execute("SELECT status FROM jobs WHERE id = ?",
                                          (jid,)).fetchone()[0] != "running", interval=0.001)
         out("dispatch_latency_ms", n=n, p50=round(pct(lat, 50), 3), p99=round(pct(lat, 99), 3),
-            max=round(max(lat), 3), target_p99=10)
+            max=round(max(lat), 3), loadavg=load(), target_p99=10)
     finally:
         env.close()
 
@@ -90,7 +104,8 @@ def bench_latency(n=300):
 def bench_jobs(n=2000):
     env = new_env(ETL_PIPELINE_CMD="/bin/true", ETL_MAX_CONCURRENT_JOBS=4)
     try:
-        hw.start_worker(env)
+        w = hw.start_worker(env)
+        c0 = cpu_s(w.pid)
         t0 = time.monotonic()
         bulk_enqueue(env, n)
         con = sqlite3.connect(env.db, timeout=30)
@@ -99,8 +114,10 @@ def bench_jobs(n=2000):
                  timeout=300, interval=0.01)
         dt = time.monotonic() - t0
         bad = con.execute("SELECT count(*) FROM jobs WHERE status <> 'completed'").fetchone()[0]
+        c = cpu_s(w.pid) - c0
         out("jobs_per_s", slots=4, jobs=n, seconds=round(dt, 3), per_s=round(n / dt, 1),
-            not_completed=bad, target=300)
+            not_completed=bad, worker_cpu_s=round(c, 2),
+            per_worker_cpu_s=round(n / c, 1) if c else None, loadavg=load(), target=300)
     finally:
         env.close()
 
@@ -109,14 +126,18 @@ def bench_lines(n=1000000):
     env = new_env(ETL_PIPELINE_CMD=hw.pipeline("flood.sh"))
     try:
         w = hw.start_worker(env)
+        c0 = cpu_s(w.pid)
         t0 = time.monotonic()
         jid = hw.enqueue(env, "s0", params={"lines": n}, use_sql=True)
         hw.wait_status(env, jid, "completed", timeout=600)
         dt = time.monotonic() - t0
+        c = cpu_s(w.pid) - c0
         cnt, size = env.sql("SELECT count(*), avg(length(mensagem)) FROM job_logs WHERE job_id = ?",
                             jid)[0]
         out("log_lines_per_s", lines=cnt, avg_message_bytes=round(size, 1), seconds=round(dt, 3),
-            per_s=round(cnt / dt), worker_rss_kb_after=rss_kb(w.pid), target=200000)
+            per_s=round(cnt / dt), worker_cpu_s=round(c, 2),
+            per_worker_cpu_s=round(cnt / c) if c else None, worker_rss_kb_after=rss_kb(w.pid),
+            loadavg=load(), target=200000)
     finally:
         env.close()
 

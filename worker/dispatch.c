@@ -236,6 +236,8 @@ dispatch_finish(struct worker *w, struct slot *s)
 	w->jobs_finished++;
 	ingest_job_end(s);
 	slot_clear(s);
+	if (worker_busy_slots(w) == 0)
+		ingest_trim(w->ing);
 	w->want_acquire = 1;
 	/* A freed slot or sistema may let another worker's pending job start. */
 	if (w->wake_dir != NULL)

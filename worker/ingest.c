@@ -13,6 +13,7 @@
  * pipes, so the pipelines block on write instead of us buffering without
  * limit. Runs in the loop of etl-worker only.
  */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,9 @@
  * may overshoot them by one chunk: reads stop once they are reached. */
 #define INGEST_MAX_LINES 20000
 #define INGEST_MAX_BYTES (8u << 20)
+/* Sizes above which an idle queue frees its memory (ingest_trim). */
+#define INGEST_TRIM_BYTES (256u << 10)
+#define INGEST_TRIM_LINES 4096
 /* Bytes of a line's message kept as the sistema's mensagem. */
 #define INGEST_SIST_MSG_MAX 512
 
@@ -72,6 +76,26 @@ ingest_free(struct ingest *g)
 	buf_free(&g->arena);
 	lparse_free(&g->pl);
 	free(g);
+}
+
+void
+ingest_trim(struct ingest *g)
+{
+	if (g->n > 0)
+		return;
+	/* After a flood the queue holds its peak size: give it back. */
+	if (g->arena.cap > INGEST_TRIM_BYTES) {
+		buf_free(&g->arena);
+		memset(&g->arena, 0, sizeof(g->arena));
+	}
+	if (g->cap > INGEST_TRIM_LINES) {
+		free(g->v);
+		free(g->ll);
+		g->v = NULL;
+		g->ll = NULL;
+		g->cap = g->llcap = 0;
+	}
+	(void)malloc_trim(0);
 }
 
 int

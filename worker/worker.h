@@ -161,6 +161,8 @@ void slot_clear(struct slot *s);
 /* ---- ingest.c ---- */
 struct ingest *ingest_new(size_t max_line);
 void ingest_free(struct ingest *g);
+/* Frees the queue's peak memory when nothing waits (call when idle). */
+void ingest_trim(struct ingest *g);
 /* 1 when the pending lines reached the bound: stop reading the pipes. */
 int ingest_full(const struct ingest *g);
 /* Lines waiting for a commit. */
