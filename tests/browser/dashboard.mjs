@@ -6,7 +6,8 @@
 //
 // Environment: ETL_BASE_URL (http://127.0.0.1:PORT), ETL_USERS (JSON:
 // {"operator": {"username", "password"}, "viewer": {...}}), ETL_ARTIFACTS
-// (screenshot folder), ETL_CHROMIUM (default /usr/bin/chromium).
+// (screenshot folder), ETL_SHOT_TAG (screenshot name prefix), ETL_CHROMIUM
+// (default /usr/bin/chromium).
 //
 // Protocol with the driver: a line "CTL {json}" on stdout asks it to act on
 // the stack (stop/start etl-wsd, ...); it answers with one JSON line on stdin.
@@ -24,6 +25,7 @@ const BASE = process.env.ETL_BASE_URL;
 const USERS = JSON.parse(process.env.ETL_USERS || '{}');
 const ART = process.env.ETL_ARTIFACTS || path.resolve('artifacts');
 const CHROMIUM = process.env.ETL_CHROMIUM || '/usr/bin/chromium';
+const TAG = process.env.ETL_SHOT_TAG || ''; // screenshot name prefix (the web server, when not lighttpd)
 const CSP = "default-src 'self'; connect-src 'self' ws: wss:";
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -79,7 +81,7 @@ async function checkClean(b) {
 
 async function shot(page, name, opt = {}) {
   fs.mkdirSync(ART, { recursive: true });
-  const file = path.join(ART, `browser-${name}.png`);
+  const file = path.join(ART, `browser-${TAG ? `${TAG}-` : ''}${name}.png`);
   await page.screenshot({ path: file, fullPage: true, ...opt });
   return file;
 }

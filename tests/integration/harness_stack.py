@@ -27,11 +27,13 @@ SISTEMAS = {
 
 
 class FullStack:
-    """lighttpd + etl-api + etl-worker (+ redis + etl-wsd when redis=True).
-    base_url is the page; http is an HTTP client on the web server."""
+    """A web server (kind: 'lighttpd', or the Apache setups of harness_web)
+    + etl-api + etl-worker (+ redis + etl-wsd when redis=True). base_url is
+    the page; http is an HTTP client on the web server."""
 
-    def __init__(self, redis=True, slots=2, **overrides):
-        o = {"ETL_MAX_CONCURRENT_JOBS": slots, "ETL_POLL_INTERVAL": "1.0", "ETL_KILL_GRACE": "2"}
+    def __init__(self, redis=True, slots=2, kind="lighttpd", **overrides):
+        o = {"ETL_MAX_CONCURRENT_JOBS": slots, "ETL_POLL_INTERVAL": "1.0", "ETL_KILL_GRACE": "2",
+             "ETL_SHUTDOWN_GRACE": "2"}
         o.update(overrides)
         self.env = make_env(**o)
         self.redis_url = None
@@ -42,7 +44,7 @@ class FullStack:
             if redis:
                 _, self.redis_url = start_redis(self.env)
                 self.env.env.update({"REDIS_ENABLED": "true", "REDIS_URL": self.redis_url})
-            self.web = WebStack("lighttpd", self.env).start()
+            self.web = WebStack(kind, self.env).start()
             self.base_url = f"http://127.0.0.1:{self.web.port}"
             self.http = self.web.http()
             self._populate()
@@ -92,7 +94,7 @@ class FullStack:
     def logs(self):
         """The tail of every process log, for a failure message."""
         out = []
-        for name in ("lighttpd-error", "lighttpd", "worker", "wsd", "redis"):
+        for name in ("lighttpd-error", "lighttpd", "apache", "etl-api", "worker", "wsd", "redis"):
             p = self.env.path(name + ".log")
             if os.path.exists(p):
                 with open(p, "rb") as f:

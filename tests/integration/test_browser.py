@@ -52,7 +52,7 @@ pytestmark = pytest.mark.skipif(MISSING is not None,
                                 reason=f"BROWSER TESTS SKIPPED, NOT RUN: {MISSING}")
 
 
-def run_scenario(stack, name, timeout=240, base_url=None):
+def run_scenario(stack, name, timeout=240, base_url=None, tag=""):
     """Runs one scenario; answers its CTL requests; returns its RESULT."""
     env = dict(os.environ)
     env.update({
@@ -60,6 +60,7 @@ def run_scenario(stack, name, timeout=240, base_url=None):
         "ETL_USERS": json.dumps(USERS),
         "ETL_ARTIFACTS": ARTIFACTS,
         "ETL_CHROMIUM": CHROMIUM,
+        "ETL_SHOT_TAG": tag,
     })
     p = subprocess.Popen(["node", SCRIPT, name], cwd=BROWSER_DIR, env=env, text=True,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -264,3 +265,14 @@ def test_browser_page_works_under_strict_csp(stack):
         run_scenario(stack, "csp", base_url=front.url)
     finally:
         front.close()
+
+
+@pytest.mark.parametrize("kind", ["apache-proxy", "apache-fcgid"])
+def test_browser_execute_behind_apache(kind):
+    """The same page and scenario behind the Apache setups (page, /api, /ws)."""
+    s = FullStack(redis=True, slots=2, kind=kind)
+    try:
+        r = run_scenario(s, "execute", tag=kind)
+        assert r["lines"] >= 80
+    finally:
+        s.close()
