@@ -123,16 +123,145 @@ struct pf_ref {
 	struct stream *st;
 };
 
+/* The poll set of one turn: fds and what they stand for. */
+struct pollset {
+	struct pollfd *pfd;
+	struct pf_ref *ref;
+	int n, max;
+};
+
+/* Periodic work whose time has come, and the shutdown deadline. */
+static void
+run_timers(struct worker *w, int64_t now, int poll_ms)
+{
+	if (now >= w->next_sweep) {
+		lease_sweep(w);
+		w->next_sweep = now + (int64_t)w->conf.job_cleanup_interval * 1000;
+	}
+	if (now >= w->next_lease) {
+		lease_renew(w);
+		w->want_cancels = 1;
+		w->next_lease = now + (int64_t)w->conf.lease_interval * 1000;
+	}
+	if (now >= w->next_poll) {
+		w->want_acquire = w->want_cancels = 1; /* the safety net */
+		w->next_poll = now + poll_ms;
+	}
+	if (w->stopping && !w->shutdown_cancelled && now >= w->shutdown_at) {
+		w->shutdown_cancelled = 1;
+		if (worker_busy_slots(w) > 0)
+			log_info("shutdown grace over: cancelling %d job(s)", worker_busy_slots(w));
+		dispatch_stop_all(w, STOP_SHUTDOWN);
+	}
+}
+
+static void
+pollset_add(struct pollset *ps, int fd, short events, struct pf_ref ref)
+{
+	ps->pfd[ps->n] = (struct pollfd){ .fd = fd, .events = events };
+	ps->ref[ps->n++] = ref;
+}
+
+static void
+build_pollset(struct worker *w, struct pollset *ps)
+{
+	ps->n = 0;
+	pollset_add(ps, w->sig_fd, POLLIN, (struct pf_ref){ .kind = PF_SIG });
+	if (w->wake_fd != -1)
+		pollset_add(ps, w->wake_fd, POLLIN, (struct pf_ref){ .kind = PF_WAKE });
+	if (pub_pollfd(w->pub, &ps->pfd[ps->n]))
+		ps->ref[ps->n++] = (struct pf_ref){ .kind = PF_PUB };
+	if (remote_pollfd(w->remote, &ps->pfd[ps->n]))
+		ps->ref[ps->n++] = (struct pf_ref){ .kind = PF_REMOTE };
+	/* Backpressure: with the queue full, the pipes wait (and so do their writers). */
+	for (int i = 0; i < w->nslots && !ingest_full(w->ing); i++) {
+		struct slot *s = &w->slots[i];
+		struct stream *sts[2] = { &s->out, &s->err };
+
+		if (s->state != SLOT_RUNNING && s->state != SLOT_REAPING)
+			continue;
+		for (int k = 0; k < 2; k++)
+			if (sts[k]->fd != -1)
+				pollset_add(ps, sts[k]->fd, POLLIN,
+				    (struct pf_ref){ .kind = PF_PIPE, .slot = s, .st = sts[k] });
+	}
+}
+
+/* poll's timeout: the nearest timer, given the slots' own (wait). */
+static int
+next_timeout(struct worker *w, int64_t now, int64_t wait, int64_t flush_retry)
+{
+	if ((w->want_acquire && !w->stopping) || w->want_cancels)
+		wait = min_wait(wait, until(w->retry_at, now));
+	if (ingest_pending(w->ing) > 0)
+		wait = min_wait(wait, until(flush_retry, now));
+	wait = min_wait(wait, until(w->next_lease, now));
+	wait = min_wait(wait, until(w->next_sweep, now));
+	if (!w->stopping)
+		wait = min_wait(wait, until(w->next_poll, now));
+	if (w->stopping && !w->shutdown_cancelled)
+		wait = min_wait(wait, until(w->shutdown_at, now));
+	wait = min_wait(wait, pub_tick(w->pub));
+	wait = min_wait(wait, remote_tick(w->remote));
+	if (w->nclosed > 0)
+		wait = min_wait(wait, 50); /* announce once Redis is up */
+	if (w->retry_at)
+		wait = min_wait(wait, until(w->retry_at, now));
+	if (wait > 60000 || wait < 0)
+		wait = 60000;
+	return (int)wait;
+}
+
+static void
+handle_events(struct worker *w, struct pollset *ps)
+{
+	for (int i = 0; i < ps->n; i++) {
+		if (ps->pfd[i].revents == 0)
+			continue;
+		switch (ps->ref[i].kind) {
+		case PF_SIG:
+			on_signals(w);
+			break;
+		case PF_WAKE:
+			wake_drain(w->wake_fd);
+			w->want_acquire = w->want_cancels = 1;
+			break;
+		case PF_PUB:
+			pub_handle(w->pub, ps->pfd[i].revents);
+			break;
+		case PF_REMOTE:
+			remote_handle(w->remote, ps->pfd[i].revents);
+			break;
+		case PF_PIPE:
+			if (ps->ref[i].st->fd != -1)
+				(void)slot_read(w, ps->ref[i].slot, ps->ref[i].st);
+			break;
+		}
+	}
+	/* A dead leader's group is empty: read what is left without waiting. */
+	for (int i = 0; i < w->nslots; i++) {
+		struct slot *s = &w->slots[i];
+
+		if (s->state != SLOT_REAPING || !s->group_empty)
+			continue;
+		if (s->out.fd != -1)
+			(void)slot_read(w, s, &s->out);
+		if (s->err.fd != -1)
+			(void)slot_read(w, s, &s->err);
+	}
+}
+
 int
 loop_run(struct worker *w)
 {
-	int maxfds = 4 + 2 * w->nslots;
-	struct pollfd *pfd = xcalloc((size_t)maxfds, sizeof(*pfd));
-	struct pf_ref *ref = xcalloc((size_t)maxfds, sizeof(*ref));
+	struct pollset ps;
 	int64_t now = util_mono_ms(), wait, flush_retry = 0;
 	int poll_ms = (int)(w->conf.poll_interval * 1000);
 	int rc = 0;
 
+	ps.max = 4 + 2 * w->nslots;
+	ps.pfd = xcalloc((size_t)ps.max, sizeof(*ps.pfd));
+	ps.ref = xcalloc((size_t)ps.max, sizeof(*ps.ref));
 	if (poll_ms < 1)
 		poll_ms = 1;
 	w->next_lease = now + (int64_t)w->conf.lease_interval * 1000;
@@ -141,29 +270,8 @@ loop_run(struct worker *w)
 	w->want_acquire = 1;
 
 	for (;;) {
-		int nfd = 0;
-
 		now = util_mono_ms();
-		if (now >= w->next_sweep) {
-			lease_sweep(w);
-			w->next_sweep = now + (int64_t)w->conf.job_cleanup_interval * 1000;
-		}
-		if (now >= w->next_lease) {
-			lease_renew(w);
-			w->want_cancels = 1;
-			w->next_lease = now + (int64_t)w->conf.lease_interval * 1000;
-		}
-		if (now >= w->next_poll) {
-			w->want_acquire = w->want_cancels = 1;
-			w->next_poll = now + poll_ms;
-		}
-		if (w->stopping && !w->shutdown_cancelled && now >= w->shutdown_at) {
-			w->shutdown_cancelled = 1;
-			if (worker_busy_slots(w) > 0)
-				log_info("shutdown grace over: cancelling %d job(s)",
-				    worker_busy_slots(w));
-			dispatch_stop_all(w, STOP_SHUTDOWN);
-		}
+		run_timers(w, now, poll_ms);
 		if (w->retry_at == 0 || now >= w->retry_at) {
 			w->retry_at = 0;
 			if (w->want_cancels) {
@@ -175,7 +283,6 @@ loop_run(struct worker *w)
 				dispatch_acquire(w);
 			}
 		}
-
 		lease_announce(w);
 
 		/* Group commit: every line read during the last turn, one transaction. */
@@ -191,10 +298,8 @@ loop_run(struct worker *w)
 
 			wait = min_wait(wait, slot_tick(w, s, now));
 			if (s->state == SLOT_FINISHING &&
-			    (w->retry_at == 0 || now >= w->retry_at)) {
-				if (dispatch_finish(w, s) == 0)
-					wait = 0; /* a slot is free: acquire at once */
-			}
+			    (w->retry_at == 0 || now >= w->retry_at) && dispatch_finish(w, s) == 0)
+				wait = 0; /* a slot is free: acquire at once */
 		}
 		if (w->stopping && worker_busy_slots(w) == 0)
 			break;
@@ -204,95 +309,17 @@ loop_run(struct worker *w)
 			break;
 		}
 
-		/* The poll set. */
-		pfd[nfd] = (struct pollfd){ .fd = w->sig_fd, .events = POLLIN };
-		ref[nfd++] = (struct pf_ref){ .kind = PF_SIG };
-		if (w->wake_fd != -1) {
-			pfd[nfd] = (struct pollfd){ .fd = w->wake_fd, .events = POLLIN };
-			ref[nfd++] = (struct pf_ref){ .kind = PF_WAKE };
-		}
-		if (pub_pollfd(w->pub, &pfd[nfd]))
-			ref[nfd++] = (struct pf_ref){ .kind = PF_PUB };
-		if (remote_pollfd(w->remote, &pfd[nfd]))
-			ref[nfd++] = (struct pf_ref){ .kind = PF_REMOTE };
-		for (int i = 0; i < w->nslots && !ingest_full(w->ing); i++) {
-			struct slot *s = &w->slots[i];
-			struct stream *sts[2] = { &s->out, &s->err };
-
-			if (s->state != SLOT_RUNNING && s->state != SLOT_REAPING)
-				continue;
-			for (int k = 0; k < 2; k++) {
-				if (sts[k]->fd == -1)
-					continue;
-				pfd[nfd] = (struct pollfd){ .fd = sts[k]->fd, .events = POLLIN };
-				ref[nfd++] =
-				    (struct pf_ref){ .kind = PF_PIPE, .slot = s, .st = sts[k] };
-			}
-		}
-
-		/* The nearest timer. */
-		if ((w->want_acquire && !w->stopping) || w->want_cancels)
-			wait = min_wait(wait, until(w->retry_at, now));
-		if (ingest_pending(w->ing) > 0)
-			wait = min_wait(wait, until(flush_retry, now));
-		wait = min_wait(wait, until(w->next_lease, now));
-		wait = min_wait(wait, until(w->next_sweep, now));
-		if (!w->stopping)
-			wait = min_wait(wait, until(w->next_poll, now));
-		if (w->stopping && !w->shutdown_cancelled)
-			wait = min_wait(wait, until(w->shutdown_at, now));
-		wait = min_wait(wait, pub_tick(w->pub));
-		if (w->nclosed > 0)
-			wait = min_wait(wait, 50); /* announce once Redis is up */
-		wait = min_wait(wait, remote_tick(w->remote));
-		if (w->retry_at)
-			wait = min_wait(wait, until(w->retry_at, now));
-		if (wait > 60000 || wait < 0)
-			wait = 60000;
-
-		if (poll(pfd, (nfds_t)nfd, (int)wait) == -1) {
+		build_pollset(w, &ps);
+		if (poll(ps.pfd, (nfds_t)ps.n, next_timeout(w, now, wait, flush_retry)) == -1) {
 			if (errno == EINTR)
 				continue;
 			log_warn("poll");
 			rc = -1;
 			break;
 		}
-		for (int i = 0; i < nfd; i++) {
-			if (pfd[i].revents == 0)
-				continue;
-			switch (ref[i].kind) {
-			case PF_SIG:
-				on_signals(w);
-				break;
-			case PF_WAKE:
-				wake_drain(w->wake_fd);
-				w->want_acquire = w->want_cancels = 1;
-				break;
-			case PF_PUB:
-				pub_handle(w->pub, pfd[i].revents);
-				break;
-			case PF_REMOTE:
-				remote_handle(w->remote, pfd[i].revents);
-				break;
-			case PF_PIPE:
-				if (ref[i].st->fd != -1)
-					(void)slot_read(w, ref[i].slot, ref[i].st);
-				break;
-			}
-		}
-		/* A dead leader's group is empty: read what is left without waiting. */
-		for (int i = 0; i < w->nslots; i++) {
-			struct slot *s = &w->slots[i];
-
-			if (s->state != SLOT_REAPING || !s->group_empty)
-				continue;
-			if (s->out.fd != -1)
-				(void)slot_read(w, s, &s->out);
-			if (s->err.fd != -1)
-				(void)slot_read(w, s, &s->err);
-		}
+		handle_events(w, &ps);
 	}
-	free(pfd);
-	free(ref);
+	free(ps.pfd);
+	free(ps.ref);
 	return rc;
 }
