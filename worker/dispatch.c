@@ -175,7 +175,6 @@ dispatch_finish(struct worker *w, struct slot *s)
 	char *msg = NULL;
 	int64_t fin_ms = 0;
 	enum db_rc drc;
-	static int tries;
 
 	if ((ingest_pending(w->ing) > 0 || s->sist_dirty) && ingest_flush(w) == -1) {
 		w->retry_at = util_mono_ms() + DISPATCH_RETRY_MS;
@@ -212,7 +211,7 @@ dispatch_finish(struct worker *w, struct slot *s)
 		    "job=%lld slot=%d was closed elsewhere (orphan sweep?): result %s dropped",
 		    (long long)s->job.id, s->job.worker_slot, jobq_status_name(status));
 	} else if (drc != DB_OK) {
-		if (++tries < DISPATCH_FINISH_TRIES) {
+		if (++s->finish_tries < DISPATCH_FINISH_TRIES) {
 			w->retry_at = util_mono_ms() + DISPATCH_RETRY_MS;
 			goto out;
 		}
@@ -232,7 +231,6 @@ dispatch_finish(struct worker *w, struct slot *s)
 		    s->job.worker_slot, jobq_status_name(status), msg ? ": " : "", msg ? msg : "",
 		    (long long)s->lines, dur);
 	}
-	tries = 0;
 	w->jobs_finished++;
 	ingest_job_end(s);
 	slot_clear(s);

@@ -368,4 +368,5 @@ slot_clear(struct slot *s)
 	s->kill_sent = 0;
 	s->group_empty = 0;
 	s->lines = 0;
+	s->finish_tries = 0;
 }

@@ -77,6 +77,7 @@ struct slot {
 	size_t nsist;
 	int sist_dirty; /* some sist[i].dirty */
 	int64_t lines; /* lines seen (for the log) */
+	int finish_tries; /* failed jobq_finish calls (not busy) */
 };
 
 struct worker {
