@@ -1,10 +1,11 @@
 // The live-events connection: one WebSocket to /ws on the page's own origin
 // (ws: or wss: to match the page), token in the query as API.md says. When it
-// drops, it reconnects with exponential backoff and full jitter, so that a
-// restarted etl-wsd is not hit by every browser at the same instant. The
-// owner gets every parsed event, every state change (to show the banner) and
-// every (re)open (to catch up through REST: events sent while we were away
-// are gone, the database is the source of truth).
+// drops, it reconnects with exponential backoff, each wait drawn at random
+// between half and all of the step (jitter), so that a restarted etl-wsd is
+// not hit by every browser at the same instant. The owner gets every parsed
+// event, every state change (to show the banner) and every (re)open (to
+// catch up through REST: events sent while we were away are gone, the
+// database is the source of truth).
 
 const BASE_MS = 500;      // first retry after 0.25–0.5 s
 const MAX_MS = 15000;     // retries never wait more than 15 s

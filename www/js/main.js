@@ -206,10 +206,7 @@ function pollTick() {
   const now = Date.now();
   if (now - lastHealth > HEALTH_MS) refreshHealth();
   if (now - lastFull > SAFETY_MS) { resync(); return; }
-  if (polling()) {
-    lastFull = now - SAFETY_MS / 2; // a poll is a partial refresh
-    schedule('jobs', 'pool', 'sistemas', 'detail');
-  }
+  if (polling()) schedule('jobs', 'pool', 'sistemas', 'detail');
 }
 
 // ---- actions -------------------------------------------------------------------
