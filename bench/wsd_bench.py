@@ -91,7 +91,8 @@ def fanout(n_clients=1000, n_msgs=2000, procs=2):
                 "wsd_cpu_s": round(wsd_cpu, 3),
                 "wsd_cpu_us_per_delivery": round(wsd_cpu * 1e6 / max(total, 1), 3),
                 "loadgen_cpu_s": round(sum(s["cpu_user_s"] + s["cpu_sys_s"] for s in ss), 3),
-                "slow_consumer_closes": w.metric("etl_wsd_slow_consumer_closes_total")}
+                "slow_consumer_closes": w.metric("etl_wsd_slow_consumer_closes_total"),
+                "redis_reconnects": w.metric("etl_wsd_redis_reconnects_total")}
     finally:
         env.close()
 
