@@ -640,7 +640,21 @@ scenarios.csp = async (b) => {
   await login(page, 'operator');
   const bg = await page.locator('.topbar').evaluate((el) => getComputedStyle(el).backgroundColor);
   assert.equal(bg, 'rgb(23, 32, 44)', 'stylesheet not applied');
-  const jobId = await executeFromPage(page, ['amplis'], { format: 'json', lines: 5 });
+  // Keyboard only: on a fresh load the first Tab reaches the skip link;
+  // Space ticks a sistema; Tab walks on to the execute button; Enter runs it.
+  await page.reload();
+  await page.locator('.sist').first().waitFor();
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Pular para o conteúdo');
+  await page.locator('#sel-amplis').focus();
+  await page.keyboard.press('Space');
+  assert.ok(await page.locator('#sel-amplis').isChecked());
+  for (let i = 0; i < 12 && (await page.evaluate(() => document.activeElement.id)) !== 'exec-btn'; i++) await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'exec-btn', 'execute button not reachable with Tab');
+  await page.keyboard.press('Enter');
+  await page.locator('#detail').waitFor({ state: 'visible' });
+  await page.waitForFunction(() => /^Job #\d+$/.test(document.getElementById('detail-title').textContent));
+  const jobId = Number((await page.locator('#detail-title').textContent()).replace(/\D/g, ''));
   await waitDetailStatus(page, 'Concluído', 60000);
   await page.locator('.sist[data-id="amplis"] .badge', { hasText: 'Sucesso' }).waitFor();
   // The width is set through the CSSOM (allowed by the policy); it animates.

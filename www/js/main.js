@@ -341,6 +341,7 @@ async function onLogin(ev) {
   try {
     await api.login(user, pass);
     startDashboard();
+    $('conteudo').focus(); // the form that had focus is gone
   } catch (e) {
     if (e.status === 401) err.textContent = 'Usuário ou senha inválidos.';
     else if (e.status === 429) err.textContent = `Muitas tentativas. Tente novamente em ${e.retryAfter || 'alguns'} segundos.`;
