@@ -179,7 +179,7 @@ check_response(const struct api_call *c, const char *resp, size_t len, const str
 	char v[512], *hdr;
 	const char *sep, *body;
 	size_t hlen, blen;
-	int status, role;
+	int status, role, head = strcmp(c->method, "HEAD") == 0;
 
 	FUZZ_CHECK(len > 0, "no response at all for %s %s", c->method, c->uri);
 	FUZZ_CHECK(memchr(resp, '\0', len) == NULL, "NUL byte in the response");
@@ -213,8 +213,11 @@ check_response(const struct api_call *c, const char *resp, size_t len, const str
 	               status == 409 || status == 413 || status == 415 || status == 422 ||
 	               status == 429,
 	    "status %d for %s %s", status, c->method, c->uri);
-	FUZZ_CHECK(header(hdr, "Content-Length", v, sizeof(v)) && (size_t)atol(v) == blen,
+	/* HEAD: the headers of the GET, Content-Length included, and no body */
+	FUZZ_CHECK(header(hdr, "Content-Length", v, sizeof(v)) && (head || (size_t)atol(v) == blen),
 	    "Content-Length %s but %zu body bytes", v, blen);
+	if (head)
+		FUZZ_CHECK(blen == 0, "HEAD answered with %zu body bytes", blen);
 	FUZZ_CHECK(header(hdr, "Cache-Control", v, sizeof(v)) && strcmp(v, "no-store") == 0,
 	    "no Cache-Control: no-store");
 	FUZZ_CHECK(header(hdr, "X-Content-Type-Options", v, sizeof(v)) && strcmp(v, "nosniff") == 0,
@@ -229,7 +232,9 @@ check_response(const struct api_call *c, const char *resp, size_t len, const str
 	if (status == 429)
 		FUZZ_CHECK(
 		    header(hdr, "Retry-After", v, sizeof(v)) != NULL, "429 without Retry-After");
-	if (status == 204) {
+	if (head) {
+		/* nothing more to check in an absent body */
+	} else if (status == 204) {
 		FUZZ_CHECK(blen == 0, "204 with a body");
 	} else if (header(hdr, "Content-Type", v, sizeof(v)) &&
 	           strncmp(v, "application/json", 16) == 0) {
