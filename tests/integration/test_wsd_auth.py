@@ -158,3 +158,47 @@ def test_inbound_frames_ignored_then_closed_past_4k(wsd):
     assert code == 1009
     assert [m["payload"]["job_id"] for m in o] == [1, 2]
     assert wsd.metric("etl_wsd_inbound_closes_total") == 1
+
+
+def test_garbage_closes_only_that_connection(wsd):
+    """Protocol garbage on a websocket (a reserved opcode, an absurd length,
+    random bytes) or on plain HTTP ends that connection only."""
+    import os
+    import socket
+
+    def raw_ws():
+        c = hw.RawClient(wsd.port, "/ws?token=" + hw.make_token())
+        assert c.status == 101
+        return c
+
+    async def main():
+        good = await hw.connect(wsd.url(token=hw.make_token()))
+        hw.wait_subscribers(wsd.redis, 1)
+        # (lws 4.1 takes an unmasked client frame; it is ignored like any other)
+        payloads = [
+            b"\x83\x80\x00\x00\x00\x00",              # reserved opcode 3, masked
+            b"\x81\xff" + b"\xff" * 8 + b"\x00" * 4,  # absurd 64-bit length
+            os.urandom(2048),
+        ]
+        for p in payloads:
+            c = raw_ws()
+            c.s.sendall(p)
+            wait_for(c.closed_by_peer, timeout=10, what=f"close after {p[:8]!r}")
+            c.close()
+        for junk in (os.urandom(3000), b"GET /health HTTP/9.9\r\n\r\n", b"\r\n\r\n\x00\x01"):
+            s = socket.create_connection(("127.0.0.1", wsd.port), timeout=5)
+            try:
+                s.sendall(junk)
+                s.shutdown(socket.SHUT_WR)
+                while s.recv(4096):
+                    pass
+            except OSError:
+                pass
+            s.close()
+        wsd.redis.publish(hw.event("log", job_id=1))
+        m = await hw.recv_json(good)
+        await good.close()
+        return m
+
+    assert hw.run(main())["payload"] == {"job_id": 1}
+    assert wsd.health()[0] == 200
