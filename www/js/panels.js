@@ -36,14 +36,12 @@ export class SistemasPanel {
     const ids = list.map((s) => s.id).join('\n');
     if (ids !== this.order) {
       this.order = ids;
-      const old = this.items;
       this.items = new Map();
       this.list.replaceChildren();
       for (const s of list) {
         const it = this.build(s);
         this.items.set(s.id, it);
         this.list.append(it.li);
-        if (old.has(s.id) && old.get(s.id).refs.box && old.get(s.id).refs.box === document.activeElement) it.refs.box.focus();
       }
       for (const id of [...this.selected]) if (!this.items.has(id)) this.selected.delete(id);
     }
