@@ -260,3 +260,21 @@ def test_frames_of_every_header_size(env):
     assert [g["payload"]["seq"] for g in got] == list(range(len(sizes)))
     assert [len(g["payload"]["m"].encode()) for g in got] == \
         [n // 2 * 2 + n % 2 for n in sizes]
+
+
+def test_sighup_reopens_log_file(env):
+    _, url = start_redis(env)
+    log = env.path("wsd-file.log")
+    w = hw.start_wsd(env, url, extra_env={"ETL_LOG_FILE": log})
+    wait_for(lambda: os.path.exists(log) and "listening" in open(log).read(),
+             what="log file written")
+    os.rename(log, log + ".1")
+    w.proc.signal(signal.SIGHUP)
+    wait_for(lambda: os.path.exists(log), what="log reopened")
+
+    async def main():
+        ws = await hw.connect(w.url(token=hw.make_token()))
+        await ws.close()
+    hw.run(main())
+    wait_for(lambda: "connected" in open(log).read(), what="new lines in the new file")
+    assert w.proc.alive()
