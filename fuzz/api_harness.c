@@ -90,6 +90,20 @@ seed(void)
 	    tok_sign(secret, sizeof(secret) - 1, "admin", "admin", now_s - 7200, 3600);
 }
 
+/* Removes the database and the directory when the fuzzer exits normally. */
+static void
+cleanup(void)
+{
+	char wd[256];
+
+	db_close(api.db);
+	api.db = NULL;
+	rm_db();
+	snprintf(wd, sizeof(wd), "%s/wake", dir);
+	(void)rmdir(wd);
+	(void)rmdir(dir);
+}
+
 void
 api_harness_init(void)
 {
@@ -137,6 +151,7 @@ api_harness_init(void)
 	if (devnull == NULL)
 		abort();
 	seed();
+	atexit(cleanup);
 	ready = 1;
 }
 

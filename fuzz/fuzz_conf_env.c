@@ -17,6 +17,12 @@
 
 static char env_path[256];
 
+static void
+remove_env_file(void)
+{
+	(void)unlink(env_path);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -43,6 +49,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 			}
 	}
 	snprintf(env_path, sizeof(env_path), "%s/etl-fuzz-env-%d", dir, (int)getpid());
+	atexit(remove_env_file);
 	return 0;
 }
 
