@@ -78,6 +78,8 @@ static int
 parse_listen(const char *s, struct wsd_args *a)
 {
 	const char *colon;
+	struct in_addr a4;
+	struct in6_addr a6;
 	int64_t port;
 	size_t n;
 
@@ -100,6 +102,9 @@ parse_listen(const char *s, struct wsd_args *a)
 	memcpy(a->host, s, n);
 	a->host[n] = '\0';
 	a->port = (int)port;
+	/* An address, not a name: lws would read a name as an interface. */
+	if (inet_pton(AF_INET, a->host, &a4) != 1 && inet_pton(AF_INET6, a->host, &a6) != 1)
+		return -1;
 	return 0;
 }
 
@@ -116,8 +121,9 @@ parse_args(int argc, char **argv, struct wsd_args *a)
 		switch (ch) {
 		case 'l':
 			if (parse_listen(optarg, a) != 0) {
-				fprintf(
-				    stderr, "etl-wsd: -l wants HOST:PORT, got \"%s\"\n", optarg);
+				fprintf(stderr,
+				    "etl-wsd: -l wants IP:PORT or [IPv6]:PORT, got \"%s\"\n",
+				    optarg);
 				exit(2);
 			}
 			break;

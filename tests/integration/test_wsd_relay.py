@@ -192,7 +192,9 @@ def test_short_secret_refuses_to_start(env):
 
 
 def test_bad_arguments_refused(env):
-    for args in ([], ["-l", "8080"], ["-l", "127.0.0.1:0"], ["-l", "127.0.0.1:1", "-u", "/x"]):
+    for args in ([], ["-l", "8080"], ["-l", "127.0.0.1:0"], ["-l", "127.0.0.1:1", "-u", "/x"],
+                 ["-l", "localhost:8080"], ["-l", ":8080"], ["-l", "[::1]8080"],
+                 ["-u", "/x", "-m", "999"], ["-l", "127.0.0.1:1", "-k", "0"]):
         r = subprocess.run([binary("etl-wsd"), *args], env=env.env, capture_output=True,
                            timeout=10)
         assert r.returncode != 0, args
