@@ -280,3 +280,29 @@ def test_sighup_reopens_log_file(env):
     hw.run(main())
     wait_for(lambda: "connected" in open(log).read(), what="new lines in the new file")
     assert w.proc.alive()
+
+
+def test_ipv6_listener_only_there(env):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    _, url = start_redis(env)
+    port = free_port()
+    p = env.start([binary("etl-wsd"), "-l", f"[::1]:{port}"], "wsd",
+                  env={"REDIS_ENABLED": "true", "REDIS_URL": url})
+
+    def health_v6():
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect(("::1", port))
+            s.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+            return s.recv(100).startswith(b"HTTP/1.0 200")
+        finally:
+            s.close()
+    wait_for(health_v6, what="wsd on [::1]")
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(2)
+    with pytest.raises(OSError):
+        s.connect(("127.0.0.1", port))
+    s.close()
+    assert p.stop() == 0
