@@ -173,3 +173,22 @@ def test_dead_predecessor_found_by_pid(env):
     assert j["error_message"] == "orphaned: worker died"
     ids = [r[0] for r in env.sql("SELECT id FROM workers")]
     assert 77 not in ids and 78 in ids
+
+
+def test_a_process_that_left_the_group_does_not_hold_the_job(env):
+    """A descendant in its own session keeps the stdout pipe open: the job
+    still ends when its leader does (the worker stops waiting for EOF once
+    the group is empty)."""
+    init_db(env)
+    start_worker(env, ETL_PIPELINE_CMD=pipeline("escape.sh"), ETL_PIPELINE_CWD=env.dir)
+    i = enqueue(env, "amplis")
+    try:
+        j = wait_status(env, i, "completed", timeout=10)
+        took = (_ms(j["finished_at"]) - _ms(j["started_at"])) / 1000
+        assert took < 5, took
+        assert ("SUCCESS", "amplis", "done") in [r[1:] for r in logs(env, i)]
+    finally:
+        try:
+            os.kill(int(open(env.path("escaped.pid")).read()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
