@@ -488,6 +488,8 @@ scenarios.session = async (b) => {
   await page.locator('#login-view').waitFor({ state: 'visible' });
   await page.locator('#login-error', { hasText: 'Sua sessão expirou' }).waitFor();
   assert.equal(await page.evaluate(() => sessionStorage.getItem('etl.session')), null);
+  assert.equal(await page.locator('#login-user').inputValue(), u.username);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'login-pass');
   await shot(page, 'session-expired');
   // Log in again, then out.
   await page.locator('#login-user').fill(u.username);
@@ -608,12 +610,12 @@ scenarios.bigLog = async (b) => {
 
 /** A token that expires while the page is open: etl-wsd closes the socket
  *  with 4001 and the page goes back to the login form at once (the token is
- *  minted by the driver with a 6 s lifetime; the page's own expiry timer is
+ *  minted by the driver with a 15 s lifetime; the page's own expiry timer is
  *  pushed an hour away, so only the server can end this session). */
 scenarios.expiry = async (b) => {
   const { page } = b;
   await login(page, 'operator');
-  const { token: short, exp } = await ctl('short_token', { ttl: 6 });
+  const { token: short, exp } = await ctl('short_token', { ttl: 15 });
   await page.evaluate((t) => {
     const s = JSON.parse(sessionStorage.getItem('etl.session'));
     s.token = t;

@@ -78,8 +78,8 @@ export async function request(method, path, { body, headers, auth = true, signal
     // A 401 on a request made with our token means the session is over
     // (expired, user deleted, secret rotated). The login itself is excluded.
     if (res.status === 401 && auth && tok && session && session.token === tok) {
+      onUnauthorized('expired'); // may still read the session (the user name)
       clearSession();
-      onUnauthorized('expired');
     }
     throw err;
   }

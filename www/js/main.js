@@ -286,6 +286,9 @@ function showLogin(message) {
 }
 
 function endSession(reason) {
+  // An expired session comes back to the form with its user name filled in.
+  const s = api.getSession();
+  $('login-user').value = reason === 'expired' && s ? s.user.username : '';
   clearTimeout(expiryTimer);
   clearInterval(pollTimer);
   clearInterval(tickTimer);
