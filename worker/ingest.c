@@ -1,10 +1,8 @@
 /*
  * ingest: turns the bytes a pipeline writes into log lines and sistema
  * status, commits them, then announces them (DESIGN.md "Group commit, not
- * timers"). Bytes become lines here (LF, CRLF and bare CR end a line; a
- * line longer than ETL_MAX_LINE keeps its first max_line + 1 bytes so
- * lparse cuts and marks it; empty lines are skipped), lines go through
- * lparse (UTF-8 and control bytes made safe there) and wait in one bounded
+ * timers"). Bytes become lines in lines.c; lines go through lparse
+ * (length, UTF-8 and control bytes made safe there) and wait in one bounded
  * queue shared by all slots. The loop calls ingest_flush() once per turn:
  * every waiting line goes to the database in one transaction, then out as
  * `log` events. A quiet pipeline therefore commits line by line; a flooding
@@ -220,70 +218,37 @@ queue_line(struct worker *w, struct slot *s, struct stream *st, const char *line
 	apply_status(s, pl);
 }
 
-/* The line assembled in st is complete. */
-static void
-emit_line(struct worker *w, struct slot *s, struct stream *st, int64_t ts_ms)
-{
-	if (st->line.len == 0 && !st->overflow)
-		return; /* empty line (or the LF of a CRLF pair split oddly) */
-	queue_line(w, s, st, st->line.data, st->line.len, ts_ms);
-	buf_reset(&st->line);
-	st->overflow = 0;
-}
+/* What lines_feed needs to queue a line. */
+struct feed {
+	struct worker *w;
+	struct slot *s;
+	struct stream *st;
+	int64_t ts_ms;
+};
 
-/* Keeps at most max_line + 1 bytes of a line: enough for lparse to see it
- * is too long, cut it and mark it. */
 static void
-line_append(struct ingest *g, struct stream *st, const char *p, size_t n)
+on_line(void *arg, const char *line, size_t len)
 {
-	size_t keep = g->max_line + 1;
+	struct feed *f = arg;
 
-	if (st->line.len + n > keep) {
-		n = st->line.len < keep ? keep - st->line.len : 0;
-		st->overflow = 1;
-	}
-	if (n > 0)
-		buf_append(&st->line, p, n);
+	queue_line(f->w, f->s, f->st, line, len, f->ts_ms);
 }
 
 void
 ingest_bytes(
     struct worker *w, struct slot *s, struct stream *st, const char *p, size_t n, int64_t ts_ms)
 {
-	size_t i = 0, j;
+	struct feed f = { w, s, st, ts_ms };
 
-	while (i < n) {
-		if (st->after_cr) {
-			st->after_cr = 0;
-			if (p[i] == '\n') {
-				i++;
-				continue;
-			}
-		}
-		for (j = i; j < n && p[j] != '\n' && p[j] != '\r'; j++)
-			;
-		if (j < n && st->line.len == 0 && !st->overflow) {
-			/* A whole line inside this chunk: parse it where it is. */
-			if (j > i)
-				queue_line(w, s, st, p + i,
-				    j - i > w->ing->max_line + 1 ? w->ing->max_line + 1 : j - i,
-				    ts_ms);
-		} else {
-			line_append(w->ing, st, p + i, j - i);
-			if (j == n)
-				break;
-			emit_line(w, s, st, ts_ms);
-		}
-		st->after_cr = p[j] == '\r';
-		i = j + 1;
-	}
+	lines_feed(st, w->ing->max_line, p, n, on_line, &f);
 }
 
 void
 ingest_eof(struct worker *w, struct slot *s, struct stream *st)
 {
-	emit_line(w, s, st, util_now_ms());
-	st->after_cr = 0;
+	struct feed f = { w, s, st, util_now_ms() };
+
+	lines_end(st, on_line, &f);
 }
 
 /* A batch that cannot be stored (not busy: broken) is dropped; the seq of

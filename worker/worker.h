@@ -8,7 +8,8 @@
  *   loop.c      the poll loop: signals, wake-ups, timers, Redis, pipes
  *   dispatch.c  acquire jobs, cancel requests, finish jobs (DB + events)
  *   slot.c      spawn the pipeline, read its pipes, kill escalation, reaping
- *   ingest.c    line assembly, parsing, sistema status, group commit, events
+ *   lines.c     bytes -> lines (LF, CRLF, CR, long lines): pure, unit-tested
+ *   ingest.c    parsing, sistema status, group commit, events
  *   lease.c     registry, heartbeat and leases, orphan sweeps, predecessors
  *   remote.c    wake-ups through Redis (an etl-api on another host)
  */
@@ -22,6 +23,7 @@
 
 #include "conf.h"
 #include "jobq.h"
+#include "lines.h"
 #include "util.h"
 
 struct db;
@@ -38,15 +40,6 @@ enum slot_state {
 
 /* Why the worker is stopping a job (set once, the first reason wins). */
 enum slot_stop { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_SHUTDOWN };
-
-/* One output pipe of a running pipeline. */
-struct stream {
-	int fd; /* read end, non-blocking; -1 once closed */
-	int is_stderr;
-	struct buf line; /* the line being assembled: at most max_line + 1 bytes kept */
-	int overflow; /* bytes of the current line were dropped (line too long) */
-	int after_cr; /* the last byte seen was CR: a following LF ends nothing */
-};
 
 /* A sistema of the running job, as this worker last set it. */
 struct sist_state {
