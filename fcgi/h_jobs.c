@@ -196,7 +196,7 @@ void
 hjobs_list(struct req *r)
 {
 	const char *st = req_query(r, "status");
-	struct json_object *o = NULL;
+	struct buf out = { 0 };
 	enum job_status s;
 	int64_t limit, offset;
 	enum db_rc rc;
@@ -211,12 +211,12 @@ hjobs_list(struct req *r)
 	if (hmisc_query_int(r, "limit", JOBS_DEFAULT_LIMIT, 1, JOBS_MAX_LIMIT, &limit) != 0 ||
 	    hmisc_query_int(r, "offset", 0, 0, INT_MAX, &offset) != 0)
 		return;
-	rc = jobq_list_json(r->api->db, st ? (int)s : -1, (int)limit, (int)offset, &o);
-	if (rc != DB_OK) {
+	rc = jobq_list_text(r->api->db, st ? (int)s : -1, (int)limit, (int)offset, &out);
+	if (rc != DB_OK)
 		resp_db(r, rc, "jobs");
-		return;
-	}
-	resp_json(r, 200, o);
+	else
+		resp_send(r, 200, "application/json; charset=utf-8", out.data, out.len);
+	buf_free(&out);
 }
 
 void
@@ -240,7 +240,7 @@ hjobs_get(struct req *r)
 void
 hjobs_logs(struct req *r)
 {
-	struct json_object *o = NULL;
+	struct buf out = { 0 };
 	int64_t id, after, limit;
 	enum db_rc rc;
 
@@ -249,12 +249,12 @@ hjobs_logs(struct req *r)
 	if (hmisc_query_int(r, "after", 0, 0, INT64_MAX, &after) != 0 ||
 	    hmisc_query_int(r, "limit", LOGS_DEFAULT_LIMIT, 1, LOGS_MAX_LIMIT, &limit) != 0)
 		return;
-	rc = jobq_logs_json(r->api->db, id, after, (int)limit, &o);
-	if (rc != DB_OK) {
+	rc = jobq_logs_text(r->api->db, id, after, (int)limit, &out);
+	if (rc != DB_OK)
 		resp_db(r, rc, "job");
-		return;
-	}
-	resp_json(r, 200, o);
+	else
+		resp_send(r, 200, "application/json; charset=utf-8", out.data, out.len);
+	buf_free(&out);
 }
 
 void

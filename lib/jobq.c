@@ -67,6 +67,13 @@ col_time(sqlite3_stmt *st, int col)
 	return s ? util_parse_iso8601(s) : -1;
 }
 
+/* Appends a text column as a JSON string, or null. */
+static void
+put_col(struct buf *b, sqlite3_stmt *st, int col)
+{
+	js_put_string(b, (const char *)sqlite3_column_text(st, col), (size_t)sqlite3_column_bytes(st, col));
+}
+
 void
 jobq_job_clear(struct job *j)
 {
@@ -129,6 +136,17 @@ job_from_row(sqlite3_stmt *st, struct job *j)
 	j->cancel_requested = sqlite3_column_int(st, 12);
 }
 
+/* Seconds with at most 3 decimals and no float noise ("1.235", "12.0"):
+ * the one spelling of duracao_segundos in every response and event. */
+static void
+fmt_duration(int64_t ms, char out[32])
+{
+	snprintf(out, 32, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
+	size_t n = strlen(out);
+	while (n > 0 && out[n - 1] == '0' && out[n - 2] != '.')
+		out[--n] = '\0';
+}
+
 struct json_object *
 jobq_job_json(const struct job *j)
 {
@@ -146,10 +164,12 @@ jobq_job_json(const struct job *j)
 	json_object_object_add(o, "created_at", js_time_or_null(j->created_ms));
 	json_object_object_add(o, "started_at", js_time_or_null(j->started_ms));
 	json_object_object_add(o, "finished_at", js_time_or_null(j->finished_ms));
-	if (j->started_ms >= 0 && j->finished_ms >= j->started_ms)
+	if (j->started_ms >= 0 && j->finished_ms >= j->started_ms) {
+		char d[32];
+		fmt_duration(j->finished_ms - j->started_ms, d);
 		json_object_object_add(o, "duracao_segundos",
-		    json_object_new_double(round((double)(j->finished_ms - j->started_ms)) / 1000.0));
-	else
+		    json_object_new_double_s((double)(j->finished_ms - j->started_ms) / 1000.0, d));
+	} else
 		json_object_object_add(o, "duracao_segundos", NULL);
 	json_object_object_add(o, "worker_slot",
 	    j->worker_slot >= 0 ? json_object_new_int(j->worker_slot) : NULL);
@@ -788,18 +808,17 @@ job_exists(struct db *db, int64_t id)
 }
 
 enum db_rc
-jobq_logs_json(struct db *db, int64_t job_id, int64_t after, int limit, struct json_object **out)
+jobq_logs_text(struct db *db, int64_t job_id, int64_t after, int limit, struct buf *out)
 {
 	static const char q[] =
 	    "SELECT seq, ts, level, sistema, mensagem FROM job_logs WHERE job_id = ? AND seq > ? "
 	    "ORDER BY seq LIMIT ?";
 	sqlite3_stmt *st;
-	struct json_object *o, *lines;
 	int64_t next = after;
 	enum db_rc rc;
-	int r;
+	int r, first = 1;
 
-	*out = NULL;
+	buf_reset(out);
 	/* One read transaction, so the existence check and the page agree. */
 	if (sqlite3_exec(db_sqlite(db), "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		return db_map(sqlite3_errcode(db_sqlite(db)));
@@ -812,29 +831,26 @@ jobq_logs_json(struct db *db, int64_t job_id, int64_t after, int limit, struct j
 	sqlite3_bind_int64(st, 1, job_id);
 	sqlite3_bind_int64(st, 2, after);
 	sqlite3_bind_int(st, 3, limit);
-	lines = json_object_new_array();
+	buf_printf(out, "{\"job_id\":%lld,\"lines\":[", (long long)job_id);
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		struct json_object *l = json_object_new_object();
 		next = sqlite3_column_int64(st, 0);
-		json_object_object_add(l, "seq", json_object_new_int64(next));
-		json_object_object_add(l, "ts", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
-		json_object_object_add(l, "level", json_object_new_string((const char *)sqlite3_column_text(st, 2)));
-		json_object_object_add(l, "sistema", json_object_new_string((const char *)sqlite3_column_text(st, 3)));
-		json_object_object_add(l, "mensagem", json_object_new_string_len(
-		    (const char *)sqlite3_column_text(st, 4), sqlite3_column_bytes(st, 4)));
-		json_object_array_add(lines, l);
+		buf_printf(out, "%s{\"seq\":%lld,\"ts\":", first ? "" : ",", (long long)next);
+		first = 0;
+		put_col(out, st, 1);
+		buf_puts(out, ",\"level\":");
+		put_col(out, st, 2);
+		buf_puts(out, ",\"sistema\":");
+		put_col(out, st, 3);
+		buf_puts(out, ",\"mensagem\":");
+		put_col(out, st, 4);
+		buf_putc(out, '}');
 	}
 	sqlite3_reset(st);
 	if (r != SQLITE_DONE) {
-		json_object_put(lines);
 		rc = db_map(r);
 		goto out;
 	}
-	o = json_object_new_object();
-	json_object_object_add(o, "job_id", json_object_new_int64(job_id));
-	json_object_object_add(o, "lines", lines);
-	json_object_object_add(o, "next", json_object_new_int64(next));
-	*out = o;
+	buf_printf(out, "],\"next\":%lld}", (long long)next);
 	rc = DB_OK;
 out:
 	db_rollback(db);
@@ -860,23 +876,85 @@ jobq_get(struct db *db, int64_t id, struct job *out)
 	return r == SQLITE_DONE ? DB_NOTFOUND : db_map(r);
 }
 
-enum db_rc
-jobq_list_json(struct db *db, int status, int limit, int offset, struct json_object **out)
+/* The list's columns: JOB_COLS with sistemas and params checked by SQLite
+ * (legacy rows hold text that is not JSON), so the text can be copied. */
+#define JOB_TEXT_COLS                                                            \
+	"id, status, CASE WHEN json_valid(sistemas) AND json_type(sistemas) = 'array' " \
+	"THEN sistemas ELSE '[]' END, CASE WHEN json_valid(params) AND "              \
+	"json_type(params) = 'object' THEN params END, created_at, started_at, "      \
+	"finished_at, worker_slot, worker_id, exit_code, error_message, created_by, "  \
+	"cancel_requested"
+
+/* Copies a JSON text column (checked by json_valid) if it is valid UTF-8. */
+static void
+put_raw_json(struct buf *b, sqlite3_stmt *st, int col, const char *fallback)
 {
-	static const char q_all[] = "SELECT " JOB_COLS " FROM jobs "
+	const char *s = (const char *)sqlite3_column_text(st, col);
+	size_t n = (size_t)sqlite3_column_bytes(st, col);
+
+	if (s != NULL && utf8_valid(s, n))
+		buf_append(b, s, n);
+	else
+		buf_puts(b, fallback);
+}
+
+/* Appends one job of a JOB_TEXT_COLS row in the shape of jobq_job_json(),
+ * without building a json-c tree (the list's hot path). */
+static void
+job_row_text(struct buf *b, sqlite3_stmt *st)
+{
+	static const char *const names[] = {"created_at", "started_at", "finished_at"};
+	const char *status = (const char *)sqlite3_column_text(st, 1);
+	enum job_status s;
+
+	if (status == NULL || jobq_status_parse(status, &s) == -1)
+		s = JOB_ERROR;
+	buf_printf(b, "{\"id\":%lld,\"status\":\"%s\",\"sistemas\":",
+	    (long long)sqlite3_column_int64(st, 0), jobq_status_name(s));
+	put_raw_json(b, st, 2, "[]");
+	buf_puts(b, ",\"params\":");
+	put_raw_json(b, st, 3, "null");
+	for (int i = 0; i < 3; i++) {
+		buf_printf(b, ",\"%s\":", names[i]);
+		put_col(b, st, 4 + i);
+	}
+	int64_t started = col_time(st, 5), finished = col_time(st, 6);
+	if (started >= 0 && finished >= started) {
+		char d[32];
+		fmt_duration(finished - started, d);
+		buf_printf(b, ",\"duracao_segundos\":%s", d);
+	} else {
+		buf_puts(b, ",\"duracao_segundos\":null");
+	}
+	if (sqlite3_column_type(st, 7) == SQLITE_NULL)
+		buf_puts(b, ",\"worker_slot\":null");
+	else
+		buf_printf(b, ",\"worker_slot\":%d", sqlite3_column_int(st, 7));
+	if (sqlite3_column_type(st, 9) == SQLITE_NULL)
+		buf_puts(b, ",\"exit_code\":null");
+	else
+		buf_printf(b, ",\"exit_code\":%d", sqlite3_column_int(st, 9));
+	buf_puts(b, ",\"error_message\":");
+	put_col(b, st, 10);
+	buf_puts(b, ",\"created_by\":");
+	put_col(b, st, 11);
+	buf_printf(b, ",\"cancel_requested\":%s}", sqlite3_column_int(st, 12) ? "true" : "false");
+}
+
+enum db_rc
+jobq_list_text(struct db *db, int status, int limit, int offset, struct buf *out)
+{
+	static const char q_all[] = "SELECT " JOB_TEXT_COLS " FROM jobs "
 				    "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
-	static const char q_st[] = "SELECT " JOB_COLS " FROM jobs WHERE status = ? "
+	static const char q_st[] = "SELECT " JOB_TEXT_COLS " FROM jobs WHERE status = ? "
 				   "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
 	static const char c_all[] = "SELECT count(*) FROM jobs";
 	static const char c_st[] = "SELECT count(*) FROM jobs WHERE status = ?";
 	sqlite3_stmt *st, *ct;
-	struct json_object *items, *o;
-	struct job j;
-	int r, i = 1;
-	int64_t total = 0;
+	int r, i = 1, first = 1;
 	enum db_rc rc;
 
-	*out = NULL;
+	buf_reset(out);
 	if (sqlite3_exec(db_sqlite(db), "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		return db_map(sqlite3_errcode(db_sqlite(db)));
 	st = db_stmt(db, status < 0 ? q_all : q_st);
@@ -891,25 +969,21 @@ jobq_list_json(struct db *db, int status, int limit, int offset, struct json_obj
 	}
 	sqlite3_bind_int(st, i++, limit);
 	sqlite3_bind_int(st, i, offset);
-	items = json_object_new_array();
+	buf_puts(out, "{\"items\":[");
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		job_from_row(st, &j);
-		json_object_array_add(items, jobq_job_json(&j));
-		jobq_job_clear(&j);
+		if (!first)
+			buf_putc(out, ',');
+		first = 0;
+		job_row_text(out, st);
 	}
 	sqlite3_reset(st);
 	if (r != SQLITE_DONE || (r = sqlite3_step(ct)) != SQLITE_ROW) {
 		sqlite3_reset(ct);
-		json_object_put(items);
 		rc = db_map(r);
 		goto out;
 	}
-	total = sqlite3_column_int64(ct, 0);
+	buf_printf(out, "],\"total\":%lld}", (long long)sqlite3_column_int64(ct, 0));
 	sqlite3_reset(ct);
-	o = json_object_new_object();
-	json_object_object_add(o, "items", items);
-	json_object_object_add(o, "total", json_object_new_int64(total));
-	*out = o;
 	rc = DB_OK;
 out:
 	db_rollback(db);

@@ -180,14 +180,16 @@ enum db_rc jobq_last_seq(struct db *db, int64_t job_id, int64_t *seq);
  * The API's logs page: {"job_id", "lines": [...], "next"} for lines with
  * seq > after, at most limit. DB_NOTFOUND if the job does not exist.
  */
-enum db_rc jobq_logs_json(struct db *db, int64_t job_id, int64_t after, int limit, struct json_object **out);
+enum db_rc jobq_logs_text(struct db *db, int64_t job_id, int64_t after, int limit, struct buf *out);
 
 /* ---- reads for the API ---- */
 
 /* DB_OK with *out filled (caller clears), or DB_NOTFOUND. */
 enum db_rc jobq_get(struct db *db, int64_t id, struct job *out);
-/* {"items": [...], "total": N} newest first; status < 0 for all. */
-enum db_rc jobq_list_json(struct db *db, int status, int limit, int offset, struct json_object **out);
+/* {"items": [...], "total": N} newest first; status < 0 for all. Written
+ * as JSON text into out (reset first): the list is the API's hottest read
+ * and building a json-c tree per row cost most of its time. */
+enum db_rc jobq_list_text(struct db *db, int status, int limit, int offset, struct buf *out);
 /* Count of jobs per status (counts[JOB__MAX]). */
 enum db_rc jobq_counts(struct db *db, int64_t counts[JOB__MAX]);
 

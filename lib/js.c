@@ -349,3 +349,62 @@ js_time_or_null(int64_t ms)
 	util_iso8601(ms, iso);
 	return json_object_new_string(iso);
 }
+
+void
+js_put_string(struct buf *b, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, run = 0;
+
+	if (s == NULL) {
+		buf_append(b, "null", 4);
+		return;
+	}
+	buf_putc(b, '"');
+	while (i < len) {
+		unsigned char c = p[i];
+		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+			i++;
+			run++;
+			continue;
+		}
+		buf_append(b, p + i - run, run);
+		run = 0;
+		if (c >= 0x80) {
+			size_t k = utf8_seq(p + i, len - i);
+			if (k) {
+				buf_append(b, p + i, k);
+				i += k;
+			} else {
+				buf_append(b, "\xef\xbf\xbd", 3); /* U+FFFD */
+				i++;
+			}
+			continue;
+		}
+		switch (c) {
+		case '"':
+			buf_append(b, "\\\"", 2);
+			break;
+		case '\\':
+			buf_append(b, "\\\\", 2);
+			break;
+		case '\n':
+			buf_append(b, "\\n", 2);
+			break;
+		case '\t':
+			buf_append(b, "\\t", 2);
+			break;
+		case '\r':
+			buf_append(b, "\\r", 2);
+			break;
+		default: {
+			char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+			buf_append(b, u, 6);
+		}
+		}
+		i++;
+	}
+	buf_append(b, p + i - run, run);
+	buf_putc(b, '"');
+}

@@ -32,6 +32,14 @@ int js_get_string(struct json_object *o, const char *key, const char **out, size
 int js_get_bool(struct json_object *o, const char *key, int *out);
 int js_get_int(struct json_object *o, const char *key, int64_t *out);
 
+/*
+ * Appends s (len bytes) to b as a JSON string literal: quotes, backslash
+ * and control characters escaped, invalid UTF-8 replaced by U+FFFD (so the
+ * output is always valid JSON and valid UTF-8). NULL s appends null. For
+ * hot paths that write JSON text directly instead of building json-c trees.
+ */
+void js_put_string(struct buf *b, const char *s, size_t len);
+
 /* New json string (or json null for NULL s). */
 struct json_object *js_str_or_null(const char *s);
 /* ISO-8601 string for ms, or json null for ms < 0. */

@@ -72,6 +72,9 @@ log_parse_level(const char *s, enum log_level *out)
 	return -1;
 }
 
+static void log_emit(enum log_level lvl, const char *err, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 log_emit(enum log_level lvl, const char *err, const char *fmt, va_list ap)
 {

@@ -287,7 +287,9 @@ pub_publish(struct pub *p, const char *msg)
 {
 	if (!p->enabled)
 		return 0;
-	if (p->state != PUB_UP || p->ac == NULL) {
+	/* While connecting, hiredis buffers the command and sends it once the
+	 * connection is up (a failed connect counts it as dropped). */
+	if ((p->state != PUB_UP && p->state != PUB_CONNECTING) || p->ac == NULL) {
 		if (p->state == PUB_DOWN && util_mono_ms() >= p->retry_at && p->ac == NULL)
 			start_connect(p);
 		p->dropped++;

@@ -61,6 +61,40 @@ scalar(const char *sql)
 	return n;
 }
 
+/* The text pages, parsed back (strictly) for the assertions. */
+static enum db_rc
+logs_page(int64_t id, int64_t after, int limit, struct json_object **o)
+{
+	struct buf b = {0};
+	int ok;
+	char err[64];
+	enum db_rc rc = jobq_logs_text(db, id, after, limit, &b);
+	*o = NULL;
+	if (rc == DB_OK) {
+		*o = js_parse(b.data, b.len, 1 << 24, 8, &ok, err, sizeof(err));
+		assert_non_null(*o);
+	}
+	buf_free(&b);
+	return rc;
+}
+
+static enum db_rc
+list_page(int status, int limit, int offset, struct json_object **o)
+{
+	struct buf b = {0};
+	int ok;
+	char err[64];
+	enum db_rc rc = jobq_list_text(db, status, limit, offset, &b);
+	*o = NULL;
+	if (rc == DB_OK) {
+		*o = js_parse(b.data, b.len, 1 << 24, 8, &ok, err, sizeof(err));
+		if (*o == NULL)
+			fail_msg("list text is not JSON (%s): %s", err, b.data);
+	}
+	buf_free(&b);
+	return rc;
+}
+
 static void
 transitions_table(void **state)
 {
@@ -296,21 +330,21 @@ logs_paging(void **state)
 	int64_t last;
 	assert_int_equal(jobq_last_seq(db, id, &last), DB_OK);
 	assert_int_equal(last, 300);
-	assert_int_equal(jobq_logs_json(db, id, 0, 100, &o), DB_OK);
+	assert_int_equal(logs_page(id, 0, 100, &o), DB_OK);
 	json_object_object_get_ex(o, "next", &v);
 	assert_int_equal(json_object_get_int64(v), 100);
 	json_object_object_get_ex(o, "lines", &v);
 	assert_int_equal(json_object_array_length(v), 100);
 	json_object_put(o);
-	assert_int_equal(jobq_logs_json(db, id, 299, 100, &o), DB_OK);
+	assert_int_equal(logs_page(id, 299, 100, &o), DB_OK);
 	json_object_object_get_ex(o, "lines", &v);
 	assert_int_equal(json_object_array_length(v), 1);
 	json_object_put(o);
-	assert_int_equal(jobq_logs_json(db, id, 300, 100, &o), DB_OK);
+	assert_int_equal(logs_page(id, 300, 100, &o), DB_OK);
 	json_object_object_get_ex(o, "next", &v);
 	assert_int_equal(json_object_get_int64(v), 300);
 	json_object_put(o);
-	assert_int_equal(jobq_logs_json(db, 987654, 0, 10, &o), DB_NOTFOUND);
+	assert_int_equal(logs_page(987654, 0, 10, &o), DB_NOTFOUND);
 	/* a duplicate seq is refused whole */
 	assert_int_equal(jobq_append_logs(db, l, 1), DB_CONFLICT);
 }
@@ -338,7 +372,7 @@ list_counts_slots(void **state)
 	int64_t total = 0;
 	for (int i = 0; i < JOB__MAX; i++)
 		total += counts[i];
-	assert_int_equal(jobq_list_json(db, -1, 2, 0, &o), DB_OK);
+	assert_int_equal(list_page(-1, 2, 0, &o), DB_OK);
 	json_object_object_get_ex(o, "total", &v);
 	assert_int_equal(json_object_get_int64(v), total);
 	json_object_object_get_ex(o, "items", &v);
@@ -347,8 +381,19 @@ list_counts_slots(void **state)
 	int64_t first = json_object_get_int64(json_object_object_get(json_object_array_get_idx(v, 0), "id"));
 	int64_t second = json_object_get_int64(json_object_object_get(json_object_array_get_idx(v, 1), "id"));
 	assert_true(first > second);
+	/* each item is exactly what GET /api/jobs/{id} gives */
+	for (size_t k = 0; k < json_object_array_length(v); k++) {
+		struct json_object *it = json_object_array_get_idx(v, k), *one;
+		struct job jj;
+		assert_int_equal(jobq_get(db, json_object_get_int64(json_object_object_get(it, "id")), &jj), DB_OK);
+		one = jobq_job_json(&jj);
+		if (!json_object_equal(it, one))
+			fail_msg("list item %s != job %s", json_object_to_json_string(it), json_object_to_json_string(one));
+		json_object_put(one);
+		jobq_job_clear(&jj);
+	}
 	json_object_put(o);
-	assert_int_equal(jobq_list_json(db, JOB_CANCELLED, 500, 0, &o), DB_OK);
+	assert_int_equal(list_page(JOB_CANCELLED, 500, 0, &o), DB_OK);
 	json_object_object_get_ex(o, "total", &v);
 	assert_int_equal(json_object_get_int64(v), counts[JOB_CANCELLED]);
 	json_object_put(o);
