@@ -61,7 +61,9 @@ start_job(struct worker *w, struct slot *s, struct job *j)
 		s->errmsg = xasprintf("cannot start the pipeline: %s", err);
 		s->out.fd = s->err.fd = -1;
 		s->state = SLOT_FINISHING;
+		return;
 	}
+	lease_track(w);
 }
 
 void
@@ -234,6 +236,7 @@ dispatch_finish(struct worker *w, struct slot *s)
 	w->jobs_finished++;
 	ingest_job_end(s);
 	slot_clear(s);
+	lease_track(w);
 	if (worker_busy_slots(w) == 0)
 		ingest_trim(w->ing);
 	w->want_acquire = 1;

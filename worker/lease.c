@@ -8,9 +8,16 @@
  * its boot id differs (the machine rebooted), or its pid is gone, or the
  * process now holding that pid started after the worker registered (pid
  * reused). Every job closed here is announced like one the worker ended.
+ * The pipelines such a predecessor left running (in their own sessions, so
+ * its death did not stop them) are killed too: each worker keeps the
+ * process groups of its running jobs in "<wake dir>/worker-<pid>.jobs",
+ * and a group is killed only if a process in it still carries that job's
+ * ETL_JOB_ID in its environment (pids are reused; environments are not).
  * Runs in the loop of etl-worker only.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,12 +179,149 @@ publish_closed(struct worker *w, int64_t job_id)
 	jobq_job_clear(&j);
 }
 
+static char *
+jobs_file(const struct worker *w, int pid)
+{
+	return xasprintf("%s/worker-%d.jobs", w->wake_dir, pid);
+}
+
+/* 1 if the NUL-separated environment env (n bytes) holds the entry want. */
+static int
+env_has(const char *env, size_t n, const char *want)
+{
+	size_t wl = strlen(want);
+
+	for (size_t i = 0; i < n;) {
+		size_t l = strnlen(env + i, n - i);
+
+		if (l == wl && memcmp(env + i, want, wl) == 0)
+			return 1;
+		i += l + 1;
+	}
+	return 0;
+}
+
+/* 1 if process pid is in group pgid and runs for job_id. */
+static int
+is_job_process(int pid, int pgid, const char *want)
+{
+	char path[64], buf[4096], *p;
+	int fd, grp = -1;
+	ssize_t n;
+	FILE *f;
+	int match = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return 0;
+	n = (ssize_t)fread(buf, 1, sizeof(buf) - 1, f);
+	(void)fclose(f);
+	buf[n > 0 ? n : 0] = '\0';
+	if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 2, "%*c %*d %d", &grp) != 1 ||
+	    grp != pgid)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/environ", pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	/* ETL_JOB_ID is the first entry the worker sets: the first block holds it. */
+	n = read(fd, buf, sizeof(buf));
+	if (n > 0)
+		match = env_has(buf, (size_t)n, want);
+	(void)close(fd);
+	return match;
+}
+
+/* Kills the group pgid if it still runs job_id's pipeline. */
+static void
+kill_left_group(int64_t job_id, int pgid)
+{
+	char want[64];
+	DIR *d;
+	struct dirent *de;
+	int found = 0;
+
+	if (pgid <= 1)
+		return;
+	snprintf(want, sizeof(want), "ETL_JOB_ID=%lld", (long long)job_id);
+	if ((d = opendir("/proc")) == NULL)
+		return;
+	while (!found && (de = readdir(d)) != NULL) {
+		int64_t pid;
+
+		if (util_parse_i64(de->d_name, 1, INT32_MAX, &pid) == 0)
+			found = is_job_process((int)pid, pgid, want);
+	}
+	(void)closedir(d);
+	if (!found)
+		return;
+	log_warnx("job=%lld: its dead worker's pipeline (group %d) still runs: SIGKILL",
+	    (long long)job_id, pgid);
+	if (kill(-pgid, SIGKILL) == -1 && errno != ESRCH)
+		log_warn("kill(-%d)", pgid);
+}
+
+/* The groups a dead worker of this boot left: killed, then its file removed. */
+static void
+kill_left_groups(struct worker *w, int pid)
+{
+	char *path, line[128];
+	long long job;
+	int pgid;
+	FILE *f;
+
+	if (w->wake_dir == NULL)
+		return;
+	path = jobs_file(w, pid);
+	if ((f = fopen(path, "re")) != NULL) {
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "%lld %d", &job, &pgid) == 2)
+				kill_left_group(job, pgid);
+		(void)fclose(f);
+		if (unlink(path) == -1)
+			log_warn("unlink %s", path);
+	}
+	free(path);
+}
+
+void
+lease_track(struct worker *w)
+{
+	char *path, *tmp;
+	FILE *f;
+	int ok;
+
+	if (w->wake_dir == NULL || w->wake_fd == -1)
+		return;
+	path = jobs_file(w, (int)getpid());
+	tmp = xasprintf("%s.tmp", path);
+	if ((f = fopen(tmp, "we")) == NULL) {
+		log_warn("%s", tmp);
+		goto out;
+	}
+	for (int i = 0; i < w->nslots; i++) {
+		const struct slot *s = &w->slots[i];
+
+		if (s->state != SLOT_IDLE && s->pid > 0)
+			fprintf(f, "%lld %d\n", (long long)s->job.id, (int)s->pid);
+	}
+	ok = fclose(f) == 0;
+	if (!ok || rename(tmp, path) == -1) {
+		log_warn("%s", path);
+		(void)unlink(tmp);
+	}
+out:
+	free(tmp);
+	free(path);
+}
+
 static void
 close_dead(struct worker *w, const struct worker_info *wi)
 {
 	int64_t ids[LEASE_MAX_CLOSED];
 	int n;
 
+	if (strcmp(wi->boot_id, w->boot_id) == 0)
+		kill_left_groups(w, wi->pid);
 	log_warnx("worker %lld (pid %d, %s) is dead: closing its jobs", (long long)wi->id, wi->pid,
 	    strcmp(wi->boot_id, w->boot_id) ? "previous boot" : "this boot");
 	do {
@@ -267,6 +411,14 @@ lease_sweep(struct worker *w)
 void
 lease_stop(struct worker *w)
 {
+	char *path;
+
+	if (w->wake_dir != NULL) {
+		path = jobs_file(w, (int)getpid());
+		if (unlink(path) == -1 && errno != ENOENT)
+			log_warn("unlink %s", path);
+		free(path);
+	}
 	if (w->worker_id < 0)
 		return;
 	if (jobq_worker_unregister(w->db, w->worker_id) != DB_OK)

@@ -183,7 +183,10 @@ int lease_start(struct worker *w);
 void lease_renew(struct worker *w);
 /* jobq_sweep_orphans, with events for what was closed. */
 void lease_sweep(struct worker *w);
-/* Unregisters (clean exit). */
+/* Rewrites "<wake dir>/worker-<pid>.jobs": job id and process group of
+ * each running pipeline (for a successor if this worker dies). */
+void lease_track(struct worker *w);
+/* Unregisters (clean exit) and removes the jobs file. */
 void lease_stop(struct worker *w);
 /* Notes a job closed as an orphan; lease_announce() publishes its
  * job_status, job_complete and sistema status events. */

@@ -116,27 +116,55 @@ def test_kill9_mid_job_then_restart_closes_it_once(env):
     init_db(env)
     kw = dict(ETL_PIPELINE_CMD=pipeline("ran.sh"), ETL_PIPELINE_CWD=env.dir)
     w = start_worker(env, "w1", **kw)
-    i = enqueue(env, "amplis", params={"sleep": 1.5})
+    i = enqueue(env, "amplis", params={"sleep": 30})
     pid = pipeline_pid(w, i)
-    wait_status(env, i, "running")
+    # Its line is stored: it wrote (no SIGPIPE to come) and now sleeps.
+    wait_for(lambda: len(logs(env, i)) == 1, what="pipeline sleeping")
     old_id = job(env, i)["worker_id"]
     w.kill9()
     try:
+        assert group_members(pid), "the pipeline outlives its worker (own session)"
+        t0 = time.monotonic()
         w2 = start_worker(env, "w2", **kw)
         j = wait_status(env, i, "error", timeout=5)
         assert j["error_message"] == "orphaned: worker died"
         assert sistema(env, "amplis")["status"] == "ERROR"
         assert old_id not in [r[0] for r in env.sql("SELECT id FROM workers")]
-        # The old pipeline may still finish its sleep; the job is not run again.
-        wait_for(lambda: group_members(pid) == [], timeout=10, what="old pipeline gone")
-        k = enqueue(env, "maps")
+        # The successor killed the pipeline the dead worker left running.
+        wait_for(lambda: group_members(pid) == [], timeout=5, what="old pipeline killed")
+        assert time.monotonic() - t0 < 5
+        k = enqueue(env, "amplis")
         wait_status(env, k, "completed")
         ran = [int(line.split()[0]) for line in open(env.path("ran.txt"))]
-        assert ran.count(i) <= 1 and ran.count(k) == 1, ran
+        assert ran == [k], "the orphaned job never ran to its end, nor again"
         assert job(env, i)["status"] == "error"
-        assert "orphaned: worker died" in w2.log() or "dead" in w2.log()
+        assert "still runs: SIGKILL" in w2.log()
     finally:
         kill_group(pid)
+
+
+def test_successor_kills_nothing_that_is_not_the_jobs(env):
+    """A stale jobs file naming a group that now belongs to something else
+    (no ETL_JOB_ID of that job in it) is left alone."""
+    import subprocess
+    init_db(env)
+    bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        boot = open("/proc/sys/kernel/random/boot_id").read().strip()
+        dead = 2 ** 22 + 4321
+        env.sql("INSERT INTO workers (id, host, pid, boot_id, started_at, heartbeat_at, slots) "
+                "VALUES (90, ?, ?, ?, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', 1)",
+                os.uname().nodename, dead, boot)
+        os.makedirs(env.path("wake"), exist_ok=True)
+        with open(env.path("wake", f"worker-{dead}.jobs"), "w") as f:
+            f.write(f"5 {bystander.pid}\n")
+        start_worker(env)
+        wait_for(lambda: not os.path.exists(env.path("wake", f"worker-{dead}.jobs")),
+                 what="stale jobs file handled")
+        assert bystander.poll() is None, "an unrelated process group was killed"
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_live_workers_long_job_is_never_orphaned(env):
