@@ -89,11 +89,9 @@ on_connect(const redisAsyncContext *ac, int status)
 		schedule_retry(r);
 		return;
 	}
-	log_info("remote: subscribed to %s for wake-ups", r->channel);
+	log_debug("remote: connected to Redis");
 	r->up = 1;
 	r->backoff = REMOTE_BACKOFF_MIN;
-	/* Anything enqueued while we were not listening: look now. */
-	r->w->want_acquire = r->w->want_cancels = 1;
 }
 
 static void
@@ -157,11 +155,17 @@ on_reply(redisAsyncContext *ac, void *reply, void *priv)
 		    "remote: Redis error: %.*s", (int)(rep->len > 200 ? 200 : rep->len), rep->str);
 		return;
 	}
-	if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
-	    rep->element[0]->type == REDIS_REPLY_STRING &&
-	    strcmp(rep->element[0]->str, "message") == 0 &&
-	    rep->element[2]->type == REDIS_REPLY_STRING)
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+	    rep->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(rep->element[0]->str, "subscribe") == 0) {
+		log_info("remote: subscribed to %s for wake-ups", r->channel);
+		/* Anything enqueued while we were not listening: look now. */
+		r->w->want_acquire = r->w->want_cancels = 1;
+	} else if (strcmp(rep->element[0]->str, "message") == 0 &&
+	           rep->element[2]->type == REDIS_REPLY_STRING) {
 		on_event(r, rep->element[2]->str, rep->element[2]->len);
+	}
 }
 
 /* Frees the context ourselves (connect timeout): hiredis calls no
