@@ -65,11 +65,23 @@ async function launch() {
     if (m.type() === 'error' && !/WebSocket connection|Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
   });
   page.on('dialog', (d) => { problems.push(`dialog: ${d.message()}`); d.dismiss(); });
+  // A trace of the page's sockets and failed requests, printed when a scenario fails.
+  const trace = [];
+  const t0 = Date.now();
+  const note = (m) => { trace.push(`${((Date.now() - t0) / 1000).toFixed(2)}s ${m}`); if (trace.length > 200) trace.shift(); };
+  page.on('websocket', (ws) => {
+    note('ws open requested');
+    ws.on('socketerror', (e) => note(`ws error ${e}`));
+    ws.on('close', () => note('ws closed'));
+    ws.on('framereceived', (f) => { if (!String(f.payload).includes('"log"')) note(`ws frame ${String(f.payload).slice(0, 120)}`); });
+  });
+  page.on('response', (r) => { if (r.status() >= 400) note(`HTTP ${r.status()} ${r.request().method()} ${r.url().replace(BASE, '')}`); });
+  page.on('requestfailed', (r) => note(`request failed ${r.url().replace(BASE, '')} ${r.failure() && r.failure().errorText}`));
   const close = async () => {
     await ctx.close();
     fs.rmSync(dir, { recursive: true, force: true });
   };
-  return { ctx, page, problems, close };
+  return { ctx, page, problems, trace, close };
 }
 
 async function checkClean(b) {
@@ -689,6 +701,7 @@ try {
   console.error(`scenario ${name} failed: ${e && e.stack ? e.stack : e}`);
   await shot(b.page, `${name}-failure`).catch(() => {});
   if (b.problems.length) console.error(b.problems.join('\n'));
+  console.error(`trace:\n${b.trace.join('\n')}`);
 } finally {
   await b.close().catch(() => {});
 }
