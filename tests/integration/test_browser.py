@@ -8,6 +8,7 @@ import json
 import mimetypes
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -67,9 +68,16 @@ def run_scenario(stack, name, timeout=240, base_url=None, tag=""):
                          start_new_session=True)
     killed = []
 
+    def kill_group():
+        # node and the Chromium it started share the session begun for node
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
     def watchdog():
         killed.append(True)
-        p.kill()
+        kill_group()
     timer = threading.Timer(timeout, watchdog)
     timer.start()
     err = []
@@ -88,7 +96,7 @@ def run_scenario(stack, name, timeout=240, base_url=None, tag=""):
     finally:
         timer.cancel()
         if p.poll() is None:
-            p.kill()
+            kill_group()
             p.wait(10)
         t_err.join(10)
     stderr = "".join(err)
