@@ -57,7 +57,12 @@ class FullStack:
 
     def _populate(self):
         c = self.http
-        c.login(ADMIN, ADMIN_PW)
+        # lighttpd spawns two etl-api: /api/health may be answered by one
+        # while the other is still hashing the first admin's password.
+        def admin_login():
+            st, _, js, _ = c.post("/api/auth/login", {"username": ADMIN, "password": ADMIN_PW})
+            return js["access_token"] if st == 200 else None
+        c.token = wait_for(admin_login, timeout=15, interval=0.1, what="first admin can log in")
         for who in ("operator", "viewer"):
             u = USERS[who]
             st, _, js, _ = c.post("/api/users", {"username": u["username"], "password": u["password"],
