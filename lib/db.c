@@ -7,6 +7,7 @@
 #include "db.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,15 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 			snprintf(err, errlen, "database %s: %s", path, strerror(errno));
 			return NULL;
 		}
+		/* The database holds password hashes: create it 0640, whatever
+		 * the umask (SQLite gives its -wal and -shm files the same mode). */
+		int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+		if (fd == -1 && errno != EEXIST) {
+			snprintf(err, errlen, "database %s: cannot create: %s", path, strerror(errno));
+			return NULL;
+		}
+		if (fd != -1)
+			close(fd);
 		oflags |= SQLITE_OPEN_CREATE;
 	}
 	rc = sqlite3_open_v2(path, &h, oflags, NULL);

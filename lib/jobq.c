@@ -119,7 +119,12 @@ job_from_row(sqlite3_stmt *st, struct job *j)
 	}
 	s = (const char *)sqlite3_column_text(st, 3);
 	if (s) {
-		struct json_object *p = json_tokener_parse(s);
+		/* Strict: a legacy row may hold NaN (Python's json.dumps writes it),
+		 * which json-c would take and write back as non-JSON. */
+		int ok;
+		char err[64];
+		struct json_object *p = js_parse(s, (size_t)sqlite3_column_bytes(st, 3), 1 << 20,
+		    JS_MAX_DEPTH, &ok, err, sizeof(err));
 		if (p && json_object_is_type(p, json_type_object))
 			j->params = xstrdup(s);
 		json_object_put(p);
