@@ -4,6 +4,7 @@
 
 #include <hiredis/hiredis.h>
 #include <json-c/json.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -67,22 +68,44 @@ url_parsing(void **state)
 	assert_int_equal(pub_parse_url("unix://relative", &u), -1);
 }
 
+static pid_t redis_pid = -1; /* killed by the teardown whatever happens */
+
 static pid_t
 start_redis(const char *sock)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
+		/* not our stdout: a leftover server must not hold a pipe open */
+		int fd = open("/dev/null", O_RDWR);
+		dup2(fd, 1);
+		dup2(fd, 2);
 		execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock,
 		    "--save", "", "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 500; i++) {
+	redis_pid = pid;
+	for (int i = 0; i < 2000; i++) {
 		struct stat sb;
 		if (stat(sock, &sb) == 0)
 			return pid;
 		usleep(10000);
 	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	redis_pid = -1;
 	return -1;
+}
+
+static int
+kill_redis(void **state)
+{
+	(void)state;
+	if (redis_pid > 0) {
+		kill(redis_pid, SIGKILL);
+		waitpid(redis_pid, NULL, 0);
+		redis_pid = -1;
+	}
+	return 0;
 }
 
 static void
@@ -229,7 +252,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(event_shapes),
 		cmocka_unit_test(url_parsing),
-		cmocka_unit_test(publish_to_real_redis),
+		cmocka_unit_test_teardown(publish_to_real_redis, kill_redis),
 		cmocka_unit_test(disabled_publishes_nothing),
 		cmocka_unit_test(wake_roundtrip),
 	};
