@@ -54,8 +54,9 @@ main(int argc, char **argv)
 	uint64_t mask;
 	char bad[65];
 	for (int i = 0; i < n; i++) {
-		const char *s[1] = {names[i % 8]};
-		if (jobq_enqueue(db, s, 1, "{\"lines\":3}", "bench", NULL, &id, &existed, &mask, bad) != DB_OK)
+		const char *s[1] = { names[i % 8] };
+		if (jobq_enqueue(db, s, 1, "{\"lines\":3}", "bench", NULL, &id, &existed, &mask,
+		        bad) != DB_OK)
 			fatalx("enqueue failed");
 	}
 	int64_t t1 = util_mono_ms();
@@ -75,7 +76,8 @@ main(int argc, char **argv)
 			while ((r = jobq_acquire(d, getpid(), procs, 0, &j)) != 0) {
 				if (r < 0)
 					continue;
-				if (jobq_finish(d, j.id, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL) != DB_OK)
+				if (jobq_finish(
+				        d, j.id, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL) != DB_OK)
 					_exit(2);
 				jobq_job_clear(&j);
 			}
@@ -89,7 +91,8 @@ main(int argc, char **argv)
 	t1 = util_mono_ms();
 	if (bad_exit)
 		fatalx("a competing process failed");
-	printf("queue_acquire_complete_%dp %.0f jobs/s\n", procs, n * 1000.0 / (double)(t1 - t0 ? t1 - t0 : 1));
+	printf("queue_acquire_complete_%dp %.0f jobs/s\n", procs,
+	    n * 1000.0 / (double)(t1 - t0 ? t1 - t0 : 1));
 	rm_db(path);
 	return 0;
 }

@@ -32,74 +32,74 @@ struct conf_var {
 #define F(field) offsetof(struct conf, field)
 
 static const struct conf_var vars[] = {
-	{"ETL_MAX_CONCURRENT_JOBS", CT_INT, "1", 1, 256, F(max_concurrent_jobs),
-	    "slots in the worker pool; 1 is the original single mode"},
-	{"ETL_JOB_SLOT_TIMEOUT", CT_INT, "7200", 10, 604800, F(job_slot_timeout),
-	    "seconds after which a job whose worker stopped renewing its lease is orphaned"},
-	{"ETL_JOB_CLEANUP_INTERVAL", CT_INT, "300", 1, 86400, F(job_cleanup_interval),
-	    "seconds between orphan sweeps"},
-	{"ETL_JOB_TIMEOUT", CT_INT, "3600", 1, 604800, F(job_timeout),
-	    "wall-clock limit of one job, seconds"},
-	{"ETL_POLL_INTERVAL", CT_DOUBLE, "2.0", 0.05, 3600, F(poll_interval),
-	    "fallback polling period of the worker, seconds"},
-	{"ETL_SISTEMA_EXCLUSIVE", CT_BOOL, "true", 0, 1, F(sistema_exclusive),
-	    "a sistema runs in at most one job at a time"},
-	{"ETL_DB_PATH", CT_STR, "./var/etl.db", 1, 4096, F(db_path), "the SQLite database"},
-	{"ETL_PIPELINE_CMD", CT_STR, NULL, 1, 4096, F(pipeline_cmd),
-	    "the command a job runs (split on blanks, no shell)"},
-	{"ETL_PIPELINE_CWD", CT_STR, NULL, 1, 4096, F(pipeline_cwd),
-	    "working directory of the pipeline (default: the worker's)"},
-	{"ETL_SECRET", CT_STR, NULL, 32, 4096, F(secret),
-	    "key that signs tokens, at least 32 bytes (required)"},
-	{"ETL_TOKEN_TTL", CT_INT, "3600", 60, 604800, F(token_ttl), "token lifetime, seconds"},
-	{"REDIS_ENABLED", CT_BOOL, "false", 0, 1, F(redis_enabled), "publish events to Redis"},
-	{"REDIS_URL", CT_STR, "redis://localhost:6379/0", 1, 1024, F(redis_url),
-	    "redis://[:password@]host[:port][/db] or unix:///path/redis.sock"},
-	{"REDIS_CHANNEL_PREFIX", CT_STR, "etl", 1, 128, F(redis_channel_prefix),
-	    "channel is <prefix>:ws"},
-	{"REDIS_POOL_SIZE", CT_INT, "10", 1, 1000, F(redis_pool_size),
-	    "connections kept by a publishing process (each C process needs one)"},
-	{"REDIS_SOCKET_TIMEOUT", CT_DOUBLE, "5.0", 0.01, 60, F(redis_socket_timeout),
-	    "seconds a Redis operation may take"},
-	{"ETL_KILL_GRACE", CT_INT, "10", 0, 3600, F(kill_grace),
-	    "seconds between SIGTERM and SIGKILL on timeout or cancel"},
-	{"ETL_SHUTDOWN_GRACE", CT_INT, "30", 0, 86400, F(shutdown_grace),
-	    "seconds a stopping worker lets running jobs finish"},
-	{"ETL_MAX_LINE", CT_INT, "8192", 256, 1048576, F(max_line),
-	    "bytes kept of one output line (longer lines are truncated, marked)"},
-	{"ETL_MAX_BODY", CT_INT, "65536", 1024, 16777216, F(max_body), "bytes of a request body"},
-	{"ETL_ENV_FILE", CT_STR, NULL, 1, 4096, F(env_file),
-	    "a KEY=value file read before the environment's own values"},
-	{"ETL_ADMIN_USER", CT_STR, NULL, 1, 64, F(admin_user),
-	    "the first admin, created when the database has none"},
-	{"ETL_ADMIN_PASSWORD", CT_STR, NULL, 8, 1024, F(admin_password),
-	    "the first admin's password"},
-	{"WSD_MAX_BACKLOG", CT_INT, "1024", 16, 1048576, F(wsd_max_backlog),
-	    "messages a websocket client may lag before it is closed (4008)"},
-	{"WSD_ALLOWED_ORIGINS", CT_STR, NULL, 1, 4096, F(wsd_allowed_origins),
-	    "comma-separated origins allowed to open /ws (default: any)"},
-	{"ETL_DB_BUSY_TIMEOUT", CT_INT, "5000", 0, 600000, F(db_busy_timeout),
-	    "ms a database access waits for a lock before giving up (503)"},
-	{"ETL_WAKE_DIR", CT_STR, NULL, 1, 100, F(wake_dir),
-	    "folder of the worker wake-up sockets (default: <db dir>/wake)"},
-	{"ETL_API_BASE", CT_STR, "/api", 1, 256, F(api_base),
-	    "URL prefix the API is routed under"},
-	{"ETL_LOG_LEVEL", CT_STR, "info", 1, 16, F(log_level), "error, warn, info or debug"},
-	{"ETL_LOG_FILE", CT_STR, NULL, 1, 4096, F(log_file),
-	    "log file (default: stderr); reopened on SIGHUP"},
-	{"ETL_LEASE_INTERVAL", CT_INT, "10", 1, 3600, F(lease_interval),
-	    "seconds between worker heartbeats and lease renewals"},
-	{"ETL_METRICS_TOKEN", CT_STR, NULL, 16, 1024, F(metrics_token),
-	    "if set, /api/metrics needs Authorization: Bearer <this>"},
-	{"ETL_CORS_ORIGIN", CT_STR, NULL, 1, 1024, F(cors_origin),
-	    "if set, the one origin allowed by CORS (default: CORS off)"},
+	{ "ETL_MAX_CONCURRENT_JOBS", CT_INT, "1", 1, 256, F(max_concurrent_jobs),
+	    "slots in the worker pool; 1 is the original single mode" },
+	{ "ETL_JOB_SLOT_TIMEOUT", CT_INT, "7200", 10, 604800, F(job_slot_timeout),
+	    "seconds after which a job whose worker stopped renewing its lease is orphaned" },
+	{ "ETL_JOB_CLEANUP_INTERVAL", CT_INT, "300", 1, 86400, F(job_cleanup_interval),
+	    "seconds between orphan sweeps" },
+	{ "ETL_JOB_TIMEOUT", CT_INT, "3600", 1, 604800, F(job_timeout),
+	    "wall-clock limit of one job, seconds" },
+	{ "ETL_POLL_INTERVAL", CT_DOUBLE, "2.0", 0.05, 3600, F(poll_interval),
+	    "fallback polling period of the worker, seconds" },
+	{ "ETL_SISTEMA_EXCLUSIVE", CT_BOOL, "true", 0, 1, F(sistema_exclusive),
+	    "a sistema runs in at most one job at a time" },
+	{ "ETL_DB_PATH", CT_STR, "./var/etl.db", 1, 4096, F(db_path), "the SQLite database" },
+	{ "ETL_PIPELINE_CMD", CT_STR, NULL, 1, 4096, F(pipeline_cmd),
+	    "the command a job runs (split on blanks, no shell)" },
+	{ "ETL_PIPELINE_CWD", CT_STR, NULL, 1, 4096, F(pipeline_cwd),
+	    "working directory of the pipeline (default: the worker's)" },
+	{ "ETL_SECRET", CT_STR, NULL, 32, 4096, F(secret),
+	    "key that signs tokens, at least 32 bytes (required)" },
+	{ "ETL_TOKEN_TTL", CT_INT, "3600", 60, 604800, F(token_ttl), "token lifetime, seconds" },
+	{ "REDIS_ENABLED", CT_BOOL, "false", 0, 1, F(redis_enabled), "publish events to Redis" },
+	{ "REDIS_URL", CT_STR, "redis://localhost:6379/0", 1, 1024, F(redis_url),
+	    "redis://[:password@]host[:port][/db] or unix:///path/redis.sock" },
+	{ "REDIS_CHANNEL_PREFIX", CT_STR, "etl", 1, 128, F(redis_channel_prefix),
+	    "channel is <prefix>:ws" },
+	{ "REDIS_POOL_SIZE", CT_INT, "10", 1, 1000, F(redis_pool_size),
+	    "connections kept by a publishing process (each C process needs one)" },
+	{ "REDIS_SOCKET_TIMEOUT", CT_DOUBLE, "5.0", 0.01, 60, F(redis_socket_timeout),
+	    "seconds a Redis operation may take" },
+	{ "ETL_KILL_GRACE", CT_INT, "10", 0, 3600, F(kill_grace),
+	    "seconds between SIGTERM and SIGKILL on timeout or cancel" },
+	{ "ETL_SHUTDOWN_GRACE", CT_INT, "30", 0, 86400, F(shutdown_grace),
+	    "seconds a stopping worker lets running jobs finish" },
+	{ "ETL_MAX_LINE", CT_INT, "8192", 256, 1048576, F(max_line),
+	    "bytes kept of one output line (longer lines are truncated, marked)" },
+	{ "ETL_MAX_BODY", CT_INT, "65536", 1024, 16777216, F(max_body), "bytes of a request body" },
+	{ "ETL_ENV_FILE", CT_STR, NULL, 1, 4096, F(env_file),
+	    "a KEY=value file read before the environment's own values" },
+	{ "ETL_ADMIN_USER", CT_STR, NULL, 1, 64, F(admin_user),
+	    "the first admin, created when the database has none" },
+	{ "ETL_ADMIN_PASSWORD", CT_STR, NULL, 8, 1024, F(admin_password),
+	    "the first admin's password" },
+	{ "WSD_MAX_BACKLOG", CT_INT, "1024", 16, 1048576, F(wsd_max_backlog),
+	    "messages a websocket client may lag before it is closed (4008)" },
+	{ "WSD_ALLOWED_ORIGINS", CT_STR, NULL, 1, 4096, F(wsd_allowed_origins),
+	    "comma-separated origins allowed to open /ws (default: any)" },
+	{ "ETL_DB_BUSY_TIMEOUT", CT_INT, "5000", 0, 600000, F(db_busy_timeout),
+	    "ms a database access waits for a lock before giving up (503)" },
+	{ "ETL_WAKE_DIR", CT_STR, NULL, 1, 100, F(wake_dir),
+	    "folder of the worker wake-up sockets (default: <db dir>/wake)" },
+	{ "ETL_API_BASE", CT_STR, "/api", 1, 256, F(api_base),
+	    "URL prefix the API is routed under" },
+	{ "ETL_LOG_LEVEL", CT_STR, "info", 1, 16, F(log_level), "error, warn, info or debug" },
+	{ "ETL_LOG_FILE", CT_STR, NULL, 1, 4096, F(log_file),
+	    "log file (default: stderr); reopened on SIGHUP" },
+	{ "ETL_LEASE_INTERVAL", CT_INT, "10", 1, 3600, F(lease_interval),
+	    "seconds between worker heartbeats and lease renewals" },
+	{ "ETL_METRICS_TOKEN", CT_STR, NULL, 16, 1024, F(metrics_token),
+	    "if set, /api/metrics needs Authorization: Bearer <this>" },
+	{ "ETL_CORS_ORIGIN", CT_STR, NULL, 1, 1024, F(cors_origin),
+	    "if set, the one origin allowed by CORS (default: CORS off)" },
 };
 
 int
 conf_parse_bool(const char *s, int *out)
 {
-	static const char *const t[] = {"true", "1", "yes", "on"};
-	static const char *const f[] = {"false", "0", "no", "off"};
+	static const char *const t[] = { "true", "1", "yes", "on" };
+	static const char *const f[] = { "false", "0", "no", "off" };
 
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(t); i++) {
 		if (strcasecmp(s, t[i]) == 0) {
@@ -184,8 +184,7 @@ bad:
 
 int
 conf_parse_env_text(const char *text, size_t len,
-    int (*fn)(const char *key, const char *value, void *arg), void *arg, char *err,
-    size_t errlen)
+    int (*fn)(const char *key, const char *value, void *arg), void *arg, char *err, size_t errlen)
 {
 	size_t pos = 0;
 	int lineno = 0;
@@ -229,13 +228,14 @@ conf_parse_env_text(const char *text, size_t len,
 		while (kl && (key[kl - 1] == ' ' || key[kl - 1] == '\t'))
 			key[--kl] = '\0';
 		if (kl == 0 || !((key[0] >= 'A' && key[0] <= 'Z') ||
-		    (key[0] >= 'a' && key[0] <= 'z') || key[0] == '_')) {
+		                   (key[0] >= 'a' && key[0] <= 'z') || key[0] == '_')) {
 			snprintf(err, errlen, "line %d: invalid key", lineno);
 			return -1;
 		}
 		for (size_t i = 1; i < kl; i++)
-			if (!((key[i] >= 'A' && key[i] <= 'Z') || (key[i] >= 'a' && key[i] <= 'z') ||
-			    (key[i] >= '0' && key[i] <= '9') || key[i] == '_')) {
+			if (!((key[i] >= 'A' && key[i] <= 'Z') ||
+			        (key[i] >= 'a' && key[i] <= 'z') ||
+			        (key[i] >= '0' && key[i] <= '9') || key[i] == '_')) {
 				snprintf(err, errlen, "line %d: invalid key", lineno);
 				return -1;
 			}
@@ -286,7 +286,7 @@ file_pair(const char *key, const char *value, void *arg)
 static int
 load_env_file(struct conf *c, const char *path, char *err, size_t errlen)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 	char chunk[4096], perr[256];
 	ssize_t n;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -306,9 +306,9 @@ load_env_file(struct conf *c, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "ETL_ENV_FILE: cannot read %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	struct file_ctx fc = {c, err, errlen, 0};
-	if (conf_parse_env_text(b.data ? b.data : "", b.len, file_pair, &fc, perr,
-	    sizeof(perr)) == -1) {
+	struct file_ctx fc = { c, err, errlen, 0 };
+	if (conf_parse_env_text(b.data ? b.data : "", b.len, file_pair, &fc, perr, sizeof(perr)) ==
+	    -1) {
 		if (!fc.failed)
 			snprintf(err, errlen, "ETL_ENV_FILE %s: %s", path, perr);
 		goto fail;
@@ -345,11 +345,13 @@ conf_load(struct conf *c, char *err, size_t errlen)
 	}
 	if (strcmp(c->log_level, "error") && strcmp(c->log_level, "warn") &&
 	    strcmp(c->log_level, "info") && strcmp(c->log_level, "debug")) {
-		snprintf(err, errlen, "ETL_LOG_LEVEL: invalid value (expected error, warn, info or debug)");
+		snprintf(err, errlen,
+		    "ETL_LOG_LEVEL: invalid value (expected error, warn, info or debug)");
 		goto fail;
 	}
 	if (c->api_base[0] != '/') {
-		snprintf(err, errlen, "ETL_API_BASE: invalid value (expected a path starting with /)");
+		snprintf(
+		    err, errlen, "ETL_API_BASE: invalid value (expected a path starting with /)");
 		goto fail;
 	}
 	return 0;

@@ -73,7 +73,8 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 		 * the umask (SQLite gives its -wal and -shm files the same mode). */
 		int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 		if (fd == -1 && errno != EEXIST) {
-			snprintf(err, errlen, "database %s: cannot create: %s", path, strerror(errno));
+			snprintf(
+			    err, errlen, "database %s: cannot create: %s", path, strerror(errno));
 			return NULL;
 		}
 		if (fd != -1)
@@ -104,7 +105,8 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		snprintf(err, errlen, "database %s: cannot set WAL mode (%s)", path, sqlite3_errmsg(h));
+		snprintf(
+		    err, errlen, "database %s: cannot set WAL mode (%s)", path, sqlite3_errmsg(h));
 		goto fail;
 	}
 	sqlite3_finalize(st);
@@ -125,7 +127,8 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 	} else {
 		int v = migrate_version(h);
 		if (v > migrate_latest()) {
-			snprintf(err, errlen, "database %s: schema version %d is newer than this program knows (%d)",
+			snprintf(err, errlen,
+			    "database %s: schema version %d is newer than this program knows (%d)",
 			    path, v, migrate_latest());
 			goto fail;
 		}
@@ -202,8 +205,8 @@ db_commit(struct db *db)
 	if (rc != SQLITE_OK) {
 		int64_t now = util_mono_ms();
 		if (now - last_warn >= 10000) {
-			log_warnx("db: commit: %s (%d more like it not logged)", sqlite3_errmsg(db->h),
-			    suppressed);
+			log_warnx("db: commit: %s (%d more like it not logged)",
+			    sqlite3_errmsg(db->h), suppressed);
 			last_warn = now;
 			suppressed = 0;
 		} else {

@@ -15,18 +15,18 @@
 /* Result kinds. The API maps DB_BUSY to 503, DB_CONFLICT to 409, DB_NOTFOUND to 404. */
 enum db_rc {
 	DB_OK = 0,
-	DB_ERROR = -1,    /* anything else: logged where it happened */
-	DB_BUSY = -2,     /* locked past the busy timeout */
-	DB_FULL = -3,     /* disk or quota full */
+	DB_ERROR = -1, /* anything else: logged where it happened */
+	DB_BUSY = -2, /* locked past the busy timeout */
+	DB_FULL = -3, /* disk or quota full */
 	DB_CONFLICT = -4, /* a constraint or an illegal state transition */
 	DB_NOTFOUND = -5,
-	DB_INVALID = -6,  /* the request names something that does not exist or is inactive */
+	DB_INVALID = -6, /* the request names something that does not exist or is inactive */
 };
 
 struct db;
 
 /* Flags for db_open. */
-#define DB_OPEN_CREATE 0x1   /* create the file (and migrate) if it does not exist */
+#define DB_OPEN_CREATE 0x1 /* create the file (and migrate) if it does not exist */
 #define DB_OPEN_NOMIGRATE 0x2 /* do not migrate (tools that only inspect) */
 
 /*

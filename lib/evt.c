@@ -72,6 +72,7 @@ evt_job_status(int64_t job_id, const char *status, int worker_slot)
 
 	json_object_object_add(p, "job_id", json_object_new_int64(job_id));
 	json_object_object_add(p, "status", json_object_new_string(status));
-	json_object_object_add(p, "worker_slot", worker_slot >= 0 ? json_object_new_int(worker_slot) : NULL);
+	json_object_object_add(
+	    p, "worker_slot", worker_slot >= 0 ? json_object_new_int(worker_slot) : NULL);
 	return wrap("job_status", p);
 }

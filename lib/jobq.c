@@ -17,7 +17,11 @@
 #include "log.h"
 
 static const char *const status_names[JOB__MAX] = {
-	"pending", "running", "completed", "error", "cancelled",
+	"pending",
+	"running",
+	"completed",
+	"error",
+	"cancelled",
 };
 
 const char *
@@ -71,7 +75,8 @@ col_time(sqlite3_stmt *st, int col)
 static void
 put_col(struct buf *b, sqlite3_stmt *st, int col)
 {
-	js_put_string(b, (const char *)sqlite3_column_text(st, col), (size_t)sqlite3_column_bytes(st, col));
+	js_put_string(
+	    b, (const char *)sqlite3_column_text(st, col), (size_t)sqlite3_column_bytes(st, col));
 }
 
 void
@@ -112,7 +117,8 @@ job_from_row(sqlite3_stmt *st, struct job *j)
 			for (size_t i = 0; i < n; i++) {
 				struct json_object *v = json_object_array_get_idx(arr, i);
 				if (json_object_is_type(v, json_type_string))
-					j->sistemas[j->nsistemas++] = xstrdup(json_object_get_string(v));
+					j->sistemas[j->nsistemas++] =
+					    xstrdup(json_object_get_string(v));
 			}
 		}
 		json_object_put(arr);
@@ -176,9 +182,10 @@ jobq_job_json(const struct job *j)
 		    json_object_new_double_s((double)(j->finished_ms - j->started_ms) / 1000.0, d));
 	} else
 		json_object_object_add(o, "duracao_segundos", NULL);
-	json_object_object_add(o, "worker_slot",
-	    j->worker_slot >= 0 ? json_object_new_int(j->worker_slot) : NULL);
-	json_object_object_add(o, "exit_code", j->has_exit_code ? json_object_new_int(j->exit_code) : NULL);
+	json_object_object_add(
+	    o, "worker_slot", j->worker_slot >= 0 ? json_object_new_int(j->worker_slot) : NULL);
+	json_object_object_add(
+	    o, "exit_code", j->has_exit_code ? json_object_new_int(j->exit_code) : NULL);
 	json_object_object_add(o, "error_message", js_str_or_null(j->error_message));
 	json_object_object_add(o, "created_by", js_str_or_null(j->created_by));
 	json_object_object_add(o, "cancel_requested", json_object_new_boolean(j->cancel_requested));
@@ -197,17 +204,17 @@ step_done(struct db *db, sqlite3_stmt *st)
 	return rc;
 }
 
-#define CHECK(expr)                      \
-	do {                             \
+#define CHECK(expr)                         \
+	do {                                \
 		if ((rc = (expr)) != DB_OK) \
-			goto fail;       \
+			goto fail;          \
 	} while (0)
-#define STMT(var, sql)                         \
-	do {                                   \
+#define STMT(var, sql)                                  \
+	do {                                            \
 		if ((var = db_stmt(db, sql)) == NULL) { \
-			rc = DB_ERROR;         \
-			goto fail;             \
-		}                              \
+			rc = DB_ERROR;                  \
+			goto fail;                      \
+		}                                       \
 	} while (0)
 
 enum db_rc
@@ -218,13 +225,14 @@ jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *p
 	static const char q_idem[] =
 	    "SELECT id FROM jobs WHERE created_by = ? AND idempotency_key = ?";
 	static const char q_sist[] = "SELECT ativo FROM sistemas WHERE id = ?";
-	static const char q_ins[] =
-	    "INSERT INTO jobs (tipo, params, status, created_at, sistemas, created_by, idempotency_key) "
-	    "VALUES ('execucao', ?, 'pending', ?, ?, ?, ?)";
+	static const char q_ins[] = "INSERT INTO jobs (tipo, params, status, created_at, sistemas, "
+	                            "created_by, idempotency_key) "
+	                            "VALUES ('execucao', ?, 'pending', ?, ?, ?, ?)";
 	static const char q_js[] = "INSERT INTO job_sistemas (job_id, sistema_id) VALUES (?, ?)";
 	static const char q_pend[] =
 	    "UPDATE sistemas SET status = 'PENDING', progresso = 0, mensagem = NULL "
-	    "WHERE id = ?1 AND status <> 'PENDING' AND NOT EXISTS (SELECT 1 FROM jobs j CROSS JOIN job_sistemas js "
+	    "WHERE id = ?1 AND status <> 'PENDING' AND NOT EXISTS (SELECT 1 FROM jobs j CROSS JOIN "
+	    "job_sistemas js "
 	    "ON js.job_id = j.id AND js.sistema_id = ?1 WHERE j.status = 'running')";
 	sqlite3_stmt *st;
 	char now[UTIL_ISO_LEN];
@@ -315,12 +323,14 @@ int
 jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, struct job *out)
 {
 	static const char q_acq[] =
-	    "WITH RECURSIVE slots(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM slots WHERE n + 1 < ?3) "
+	    "WITH RECURSIVE slots(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM slots WHERE n + 1 < "
+	    "?3) "
 	    "UPDATE jobs SET status = 'running', worker_id = ?1, started_at = ?2, locked_at = ?2, "
 	    "cancel_requested = 0, "
 	    "worker_slot = (SELECT min(n) FROM slots WHERE n NOT IN (SELECT worker_slot FROM jobs "
 	    "  WHERE status = 'running' AND worker_slot IS NOT NULL)) "
-	    "WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'pending' AND (?4 = 0 OR NOT EXISTS "
+	    "WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'pending' AND (?4 = 0 OR NOT "
+	    "EXISTS "
 	    "  (SELECT 1 FROM jobs r CROSS JOIN job_sistemas b ON b.job_id = r.id "
 	    "   CROSS JOIN job_sistemas a ON a.job_id = j.id AND a.sistema_id = b.sistema_id "
 	    "   WHERE r.status = 'running')) "
@@ -462,7 +472,8 @@ jobq_cancel(struct db *db, int64_t id, enum jobq_cancel_result *res, struct job 
 	    "UPDATE sistemas SET status = 'IDLE', progresso = 0 WHERE status = 'PENDING' "
 	    "AND id IN (SELECT sistema_id FROM job_sistemas WHERE job_id = ?1) "
 	    "AND NOT EXISTS (SELECT 1 FROM job_sistemas js JOIN jobs j ON j.id = js.job_id "
-	    "  WHERE js.sistema_id = sistemas.id AND j.id <> ?1 AND j.status IN ('pending', 'running'))";
+	    "  WHERE js.sistema_id = sistemas.id AND j.id <> ?1 AND j.status IN ('pending', "
+	    "'running'))";
 	static const char q_req[] =
 	    "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'";
 	sqlite3_stmt *st;
@@ -518,7 +529,7 @@ int
 jobq_cancel_requests(struct db *db, int64_t worker_id, int64_t *ids, int max)
 {
 	static const char q[] = "SELECT id FROM jobs WHERE worker_id = ? AND status = 'running' "
-				"AND cancel_requested = 1 ORDER BY id";
+	                        "AND cancel_requested = 1 ORDER BY id";
 	sqlite3_stmt *st = db_stmt(db, q);
 	int n = 0, r;
 
@@ -536,12 +547,13 @@ jobq_cancel_requests(struct db *db, int64_t worker_id, int64_t *ids, int max)
 static int
 close_selected(struct db *db, sqlite3_stmt *sel, const char *reason, int64_t *ids, int max)
 {
-	static const char q_close[] =
-	    "UPDATE jobs SET status = 'error', error_message = ?, finished_at = ?, locked_at = NULL "
-	    "WHERE id = ? AND status = 'running'";
+	static const char q_close[] = "UPDATE jobs SET status = 'error', error_message = ?, "
+	                              "finished_at = ?, locked_at = NULL "
+	                              "WHERE id = ? AND status = 'running'";
 	static const char q_sist[] =
 	    "UPDATE sistemas SET status = 'ERROR', mensagem = ?, ultima_execucao = ? "
-	    "WHERE status = 'RUNNING' AND id IN (SELECT sistema_id FROM job_sistemas WHERE job_id = ?)";
+	    "WHERE status = 'RUNNING' AND id IN (SELECT sistema_id FROM job_sistemas WHERE job_id "
+	    "= ?)";
 	int64_t found[256];
 	int nf = 0, r, total = 0;
 	char now[UTIL_ISO_LEN];
@@ -621,8 +633,8 @@ jobq_close_worker_jobs(struct db *db, int64_t worker_id, const char *reason, int
 }
 
 enum db_rc
-jobq_worker_register(struct db *db, const char *host, int pid, const char *boot_id, int slots,
-    int64_t *id)
+jobq_worker_register(
+    struct db *db, const char *host, int pid, const char *boot_id, int slots, int64_t *id)
 {
 	static const char q2[] =
 	    "INSERT INTO workers (host, pid, boot_id, started_at, heartbeat_at, slots) "
@@ -679,7 +691,8 @@ jobq_workers_on_host(struct db *db, const char *host, struct worker_info *out, i
 		w->id = sqlite3_column_int64(st, 0);
 		snprintf(w->host, sizeof(w->host), "%s", (const char *)sqlite3_column_text(st, 1));
 		w->pid = sqlite3_column_int(st, 2);
-		snprintf(w->boot_id, sizeof(w->boot_id), "%s", (const char *)sqlite3_column_text(st, 3));
+		snprintf(
+		    w->boot_id, sizeof(w->boot_id), "%s", (const char *)sqlite3_column_text(st, 3));
 		w->started_ms = col_time(st, 4);
 		w->heartbeat_ms = col_time(st, 5);
 		w->slots = sqlite3_column_int(st, 6);
@@ -721,7 +734,8 @@ jobq_worker_state(struct db *db, int stale_s, enum worker_state *out)
 		*out = WORKER_ABSENT;
 	} else {
 		int64_t hb = col_time(st, 1);
-		*out = (hb >= 0 && util_now_ms() - hb <= (int64_t)stale_s * 1000) ? WORKER_ALIVE : WORKER_STALE;
+		*out = (hb >= 0 && util_now_ms() - hb <= (int64_t)stale_s * 1000) ? WORKER_ALIVE
+		                                                                  : WORKER_STALE;
 	}
 	sqlite3_reset(st);
 	return DB_OK;
@@ -743,8 +757,8 @@ jobq_worker_state_name(enum worker_state s)
 enum db_rc
 jobq_append_logs(struct db *db, const struct logline *lines, size_t n)
 {
-	static const char q[] =
-	    "INSERT INTO job_logs (job_id, seq, ts, level, sistema, mensagem) VALUES (?, ?, ?, ?, ?, ?)";
+	static const char q[] = "INSERT INTO job_logs (job_id, seq, ts, level, sistema, mensagem) "
+	                        "VALUES (?, ?, ?, ?, ?, ?)";
 	sqlite3_stmt *st;
 	char ts[UTIL_ISO_LEN];
 	enum db_rc rc;
@@ -883,11 +897,11 @@ jobq_get(struct db *db, int64_t id, struct job *out)
 
 /* The list's columns: JOB_COLS with sistemas and params checked by SQLite
  * (legacy rows hold text that is not JSON), so the text can be copied. */
-#define JOB_TEXT_COLS                                                            \
+#define JOB_TEXT_COLS                                                                   \
 	"id, status, CASE WHEN json_valid(sistemas) AND json_type(sistemas) = 'array' " \
-	"THEN sistemas ELSE '[]' END, CASE WHEN json_valid(params) AND "              \
-	"json_type(params) = 'object' THEN params END, created_at, started_at, "      \
-	"finished_at, worker_slot, worker_id, exit_code, error_message, created_by, "  \
+	"THEN sistemas ELSE '[]' END, CASE WHEN json_valid(params) AND "                \
+	"json_type(params) = 'object' THEN params END, created_at, started_at, "        \
+	"finished_at, worker_slot, worker_id, exit_code, error_message, created_by, "   \
 	"cancel_requested"
 
 /* Copies a JSON text column (checked by json_valid) if it is valid UTF-8. */
@@ -908,14 +922,15 @@ put_raw_json(struct buf *b, sqlite3_stmt *st, int col, const char *fallback)
 static void
 job_row_text(struct buf *b, sqlite3_stmt *st)
 {
-	static const char *const names[] = {"created_at", "started_at", "finished_at"};
+	static const char *const names[] = { "created_at", "started_at", "finished_at" };
 	const char *status = (const char *)sqlite3_column_text(st, 1);
 	enum job_status s;
 
 	if (status == NULL || jobq_status_parse(status, &s) == -1)
 		s = JOB_ERROR;
-	buf_printf(b, "{\"id\":%lld,\"status\":\"%s\",\"sistemas\":",
-	    (long long)sqlite3_column_int64(st, 0), jobq_status_name(s));
+	buf_printf(b,
+	    "{\"id\":%lld,\"status\":\"%s\",\"sistemas\":", (long long)sqlite3_column_int64(st, 0),
+	    jobq_status_name(s));
 	put_raw_json(b, st, 2, "[]");
 	buf_puts(b, ",\"params\":");
 	put_raw_json(b, st, 3, "null");
@@ -950,9 +965,9 @@ enum db_rc
 jobq_list_text(struct db *db, int status, int limit, int offset, struct buf *out)
 {
 	static const char q_all[] = "SELECT " JOB_TEXT_COLS " FROM jobs "
-				    "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
+	                            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
 	static const char q_st[] = "SELECT " JOB_TEXT_COLS " FROM jobs WHERE status = ? "
-				   "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
+	                           "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
 	static const char c_all[] = "SELECT count(*) FROM jobs";
 	static const char c_st[] = "SELECT count(*) FROM jobs WHERE status = ?";
 	sqlite3_stmt *st, *ct;
@@ -1077,8 +1092,8 @@ jobq_prune(struct db *db, int64_t cutoff_ms, int64_t *deleted)
 	static const char q_logs[] =
 	    "DELETE FROM job_logs WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
 	    "('completed', 'error', 'cancelled') AND finished_at < ?)";
-	static const char q_jobs[] =
-	    "DELETE FROM jobs WHERE status IN ('completed', 'error', 'cancelled') AND finished_at < ?";
+	static const char q_jobs[] = "DELETE FROM jobs WHERE status IN ('completed', 'error', "
+	                             "'cancelled') AND finished_at < ?";
 	sqlite3_stmt *st;
 	char cutoff[UTIL_ISO_LEN];
 	enum db_rc rc;

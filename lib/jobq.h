@@ -38,16 +38,16 @@ struct job {
 	enum job_status status;
 	char **sistemas; /* nsistemas malloc'd ids */
 	size_t nsistemas;
-	char *params;        /* JSON object text, or NULL (absent, or legacy text that is not JSON) */
-	int64_t created_ms;  /* ms since epoch; -1 when NULL */
+	char *params; /* JSON object text, or NULL (absent, or legacy text that is not JSON) */
+	int64_t created_ms; /* ms since epoch; -1 when NULL */
 	int64_t started_ms;
 	int64_t finished_ms;
-	int worker_slot;     /* -1 when NULL */
-	int64_t worker_id;   /* -1 when NULL */
+	int worker_slot; /* -1 when NULL */
+	int64_t worker_id; /* -1 when NULL */
 	int has_exit_code;
 	int exit_code;
 	char *error_message; /* NULL when none */
-	char *created_by;    /* NULL for legacy jobs */
+	char *created_by; /* NULL for legacy jobs */
 	int cancel_requested;
 };
 /* Frees what j owns and zeroes it. jobq_job_clear(NULL) is a no-op. */
@@ -65,9 +65,9 @@ struct json_object *jobq_job_json(const struct job *j);
  * Returns DB_OK; DB_INVALID with the offending id copied to bad (65 bytes)
  * when a sistema is unknown or inactive; DB_BUSY, DB_FULL, DB_ERROR.
  */
-enum db_rc jobq_enqueue(struct db *db, const char *const *sistemas, size_t n,
-    const char *params, const char *created_by, const char *idem_key,
-    int64_t *job_id, int *existed, uint64_t *pending_mask, char bad[65]);
+enum db_rc jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *params,
+    const char *created_by, const char *idem_key, int64_t *job_id, int *existed,
+    uint64_t *pending_mask, char bad[65]);
 
 /*
  * Atomically takes the oldest pending job (FIFO by created_at, id) whose
@@ -86,10 +86,10 @@ enum db_rc jobq_renew(struct db *db, int64_t worker_id);
 /* A sistema's status as the worker sets it (at a job's end, or on a line). */
 struct sist_update {
 	const char *id;
-	const char *status;   /* "RUNNING", "SUCCESS", "ERROR", ... */
-	int progresso;        /* 0..100 */
+	const char *status; /* "RUNNING", "SUCCESS", "ERROR", ... */
+	int progresso; /* 0..100 */
 	const char *mensagem; /* NULL for SQL NULL */
-	int set_ultima;       /* 1: ultima_execucao = the finish time */
+	int set_ultima; /* 1: ultima_execucao = the finish time */
 };
 
 /*
@@ -99,15 +99,15 @@ struct sist_update {
  * the finish time. DB_CONFLICT if the job is not running (already closed by
  * a sweep, say): then nothing changes.
  */
-enum db_rc jobq_finish(struct db *db, int64_t job_id, enum job_status status,
-    int has_exit, int exit_code, const char *error_message,
-    const struct sist_update *upd, size_t n, int64_t *finished_ms);
+enum db_rc jobq_finish(struct db *db, int64_t job_id, enum job_status status, int has_exit,
+    int exit_code, const char *error_message, const struct sist_update *upd, size_t n,
+    int64_t *finished_ms);
 
 /* Cancel outcomes. */
 enum jobq_cancel_result {
 	JOBQ_CANCELLED_NOW, /* was pending: now cancelled */
 	JOBQ_CANCEL_REQUESTED, /* running: the worker will stop it */
-	JOBQ_CANCEL_FINISHED,  /* already final: 409 */
+	JOBQ_CANCEL_FINISHED, /* already final: 409 */
 };
 /*
  * Cancels job id: pending -> cancelled at once (its PENDING sistemas go back
@@ -129,10 +129,12 @@ int jobq_cancel_requests(struct db *db, int64_t worker_id, int64_t *ids, int max
  * mensagem. Closed ids go to ids (at most max; more may have been closed).
  * Returns the count closed (>= 0) or a negative enum db_rc.
  */
-int jobq_sweep_orphans(struct db *db, int lease_timeout_s, const char *reason, int64_t *ids, int max);
+int jobq_sweep_orphans(
+    struct db *db, int lease_timeout_s, const char *reason, int64_t *ids, int max);
 
 /* As jobq_sweep_orphans, for the running jobs of one (dead) worker. */
-int jobq_close_worker_jobs(struct db *db, int64_t worker_id, const char *reason, int64_t *ids, int max);
+int jobq_close_worker_jobs(
+    struct db *db, int64_t worker_id, const char *reason, int64_t *ids, int max);
 
 /* ---- worker registry ---- */
 
@@ -146,8 +148,8 @@ struct worker_info {
 	int slots;
 };
 /* Registers this worker; *id is its row id. */
-enum db_rc jobq_worker_register(struct db *db, const char *host, int pid,
-    const char *boot_id, int slots, int64_t *id);
+enum db_rc jobq_worker_register(
+    struct db *db, const char *host, int pid, const char *boot_id, int slots, int64_t *id);
 /* Removes the row (clean exit). */
 enum db_rc jobq_worker_unregister(struct db *db, int64_t id);
 /* Workers registered on host (at most max). Returns the count or a negative enum db_rc. */
@@ -165,10 +167,10 @@ const char *jobq_worker_state_name(enum worker_state s);
 
 struct logline {
 	int64_t job_id;
-	int64_t seq;   /* 1, 2, ... within a job, contiguous */
+	int64_t seq; /* 1, 2, ... within a job, contiguous */
 	int64_t ts_ms;
-	const char *level;    /* "INFO", ... */
-	const char *sistema;  /* "amplis", "stdout", ... */
+	const char *level; /* "INFO", ... */
+	const char *sistema; /* "amplis", "stdout", ... */
 	const char *mensagem; /* valid UTF-8 */
 };
 /* Appends n lines (any jobs) in one transaction. */
@@ -195,7 +197,7 @@ enum db_rc jobq_counts(struct db *db, int64_t counts[JOB__MAX]);
 
 struct slot_info {
 	int slot_id;
-	int64_t job_id;     /* -1 when idle */
+	int64_t job_id; /* -1 when idle */
 	int64_t started_ms; /* -1 when idle */
 };
 /* Fills slots[0..max_slots-1] from the running jobs (slot ids outside the

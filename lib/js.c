@@ -34,7 +34,8 @@ utf8_seq(const unsigned char *s, size_t n)
 		return 3;
 	}
 	if (c >= 0xf0 && c <= 0xf4) {
-		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
+		    (s[3] & 0xc0) != 0x80)
 			return 0;
 		if (c == 0xf0 && s[1] < 0x90)
 			return 0; /* overlong */
@@ -167,14 +168,15 @@ strings_ok(struct json_object *o, int depth)
 	switch (json_object_get_type(o)) {
 	case json_type_double:
 		return isfinite(json_object_get_double(o)) &&
-		    number_text_ok(json_object_to_json_string(o));
+		       number_text_ok(json_object_to_json_string(o));
 	case json_type_string: {
 		const char *s = json_object_get_string(o);
 		size_t n = (size_t)json_object_get_string_len(o);
 		return memchr(s, '\0', n) == NULL && utf8_valid(s, n);
 	}
 	case json_type_object: {
-		json_object_object_foreach(o, k, v) {
+		json_object_object_foreach(o, k, v)
+		{
 			if (!utf8_valid(k, strlen(k)) || !strings_ok(v, depth + 1))
 				return 0;
 		}
@@ -215,8 +217,8 @@ quotes_ok(const char *s, size_t len)
 }
 
 struct json_object *
-js_parse(const char *buf, size_t len, size_t max_len, int max_depth, int *ok, char *err,
-    size_t errlen)
+js_parse(
+    const char *buf, size_t len, size_t max_len, int max_depth, int *ok, char *err, size_t errlen)
 {
 	struct json_tokener *tok = NULL;
 	struct json_object *o = NULL;
@@ -268,7 +270,8 @@ js_parse(const char *buf, size_t len, size_t max_len, int max_depth, int *ok, ch
 			goto fail;
 		}
 	if (o && !strings_ok(o, 0)) {
-		snprintf(err, errlen, "JSON string with NUL or invalid UTF-8, or a number JSON cannot carry");
+		snprintf(err, errlen,
+		    "JSON string with NUL or invalid UTF-8, or a number JSON cannot carry");
 		goto fail;
 	}
 	json_tokener_free(tok);
@@ -284,8 +287,8 @@ char *
 js_dump(struct json_object *obj)
 {
 	size_t n;
-	const char *s = json_object_to_json_string_length(obj,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+	const char *s = json_object_to_json_string_length(
+	    obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
 
 	if (s == NULL)
 		fatalx("json: cannot serialise");
@@ -399,7 +402,7 @@ js_put_string(struct buf *b, const char *s, size_t len)
 			buf_append(b, "\\r", 2);
 			break;
 		default: {
-			char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+			char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
 			buf_append(b, u, 6);
 		}
 		}

@@ -20,8 +20,8 @@
  * garbage. Returns the new object (caller puts it; note a JSON null parses
  * to NULL with *ok = 1), or NULL with a short client-safe reason in err.
  */
-struct json_object *js_parse(const char *buf, size_t len, size_t max_len, int max_depth,
-    int *ok, char *err, size_t errlen);
+struct json_object *js_parse(
+    const char *buf, size_t len, size_t max_len, int max_depth, int *ok, char *err, size_t errlen);
 
 /* Serialises obj compactly (no slash escaping) into a malloc'd string. */
 char *js_dump(struct json_object *obj);

@@ -21,7 +21,7 @@ static enum log_level log_lvl = LOG_LEVEL_INFO;
 static char *log_path;
 static int log_fd = 2;
 
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
 int
 log_init(const char *prog, enum log_level level, const char *path)
@@ -84,8 +84,8 @@ log_emit(enum log_level lvl, const char *err, const char *fmt, va_list ap)
 	if (lvl > log_lvl)
 		return;
 	util_iso8601(util_now_ms(), ts);
-	n = snprintf(line, sizeof(line), "%s %s[%d] %s: ", ts, log_prog, (int)getpid(),
-	    level_names[lvl]);
+	n = snprintf(
+	    line, sizeof(line), "%s %s[%d] %s: ", ts, log_prog, (int)getpid(), level_names[lvl]);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = 0;
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
@@ -108,12 +108,12 @@ log_emit(enum log_level lvl, const char *err, const char *fmt, va_list ap)
 	errno = saved;
 }
 
-#define LOG_BODY(lvl, err)                     \
-	do {                                   \
-		va_list ap;                    \
-		va_start(ap, fmt);             \
-		log_emit(lvl, err, fmt, ap);   \
-		va_end(ap);                    \
+#define LOG_BODY(lvl, err)                   \
+	do {                                 \
+		va_list ap;                  \
+		va_start(ap, fmt);           \
+		log_emit(lvl, err, fmt, ap); \
+		va_end(ap);                  \
 	} while (0)
 
 void

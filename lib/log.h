@@ -21,11 +21,13 @@ void log_set_level(enum log_level level);
 /* Parses "error|warn|info|debug"; returns 0 or -1. */
 int log_parse_level(const char *s, enum log_level *out);
 
-void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));  /* adds strerror(errno) */
+void log_warn(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2))); /* adds strerror(errno) */
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));  /* strerror, exit 1 */
+void fatal(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn)); /* strerror, exit 1 */
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)); /* exit 1 */
 
 /* Escapes untrusted bytes for a log line: printable ASCII kept, everything

@@ -23,7 +23,7 @@ static int
 is_sistema_char(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	    c == '_' || c == '.' || c == '-';
+	       c == '_' || c == '.' || c == '-';
 }
 
 static void
@@ -92,11 +92,11 @@ try_json(const char *line, size_t len, size_t max_line, struct lparse_line *o)
 		set_sistema(o, s, n);
 	if (json_object_object_get_ex(obj, "mensagem", &v) && v != NULL) {
 		if (json_object_is_type(v, json_type_string)) {
-			set_text(o, json_object_get_string(v), (size_t)json_object_get_string_len(v),
-			    max_line);
+			set_text(o, json_object_get_string(v),
+			    (size_t)json_object_get_string_len(v), max_line);
 		} else {
-			const char *t = json_object_to_json_string_ext(v,
-			    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+			const char *t = json_object_to_json_string_ext(
+			    v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 			set_text(o, t, strlen(t), max_line);
 		}
 	}
@@ -161,12 +161,14 @@ lparse(const char *line, size_t len, int is_stderr, size_t max_line, struct lpar
 	}
 	while (i < len && (line[i] == ' ' || line[i] == '\t'))
 		i++;
-	if (!(i < len && line[i] == '{' && !o->truncated && try_json(line + i, len - i, max_line, o)) &&
+	if (!(i < len && line[i] == '{' && !o->truncated &&
+	        try_json(line + i, len - i, max_line, o)) &&
 	    !try_brackets(line, len, max_line, o))
 		set_text(o, line, len, max_line);
-	if (o->truncated && (o->mensagem.len < sizeof(truncated_marker) - 1 ||
-	    memcmp(o->mensagem.data + o->mensagem.len - (sizeof(truncated_marker) - 1),
-	    truncated_marker, sizeof(truncated_marker) - 1) != 0))
+	if (o->truncated &&
+	    (o->mensagem.len < sizeof(truncated_marker) - 1 ||
+	        memcmp(o->mensagem.data + o->mensagem.len - (sizeof(truncated_marker) - 1),
+	            truncated_marker, sizeof(truncated_marker) - 1) != 0))
 		buf_append(&o->mensagem, truncated_marker, sizeof(truncated_marker) - 1);
 	if (o->mensagem.data == NULL)
 		buf_append(&o->mensagem, "", 0);

@@ -20,8 +20,8 @@ struct lparse_line {
 	char level[LPARSE_LEVEL_MAX + 1]; /* upper case, [A-Z]{1,16} */
 	char sistema[LPARSE_SISTEMA_MAX + 1]; /* [A-Za-z0-9_.-]{1,64} */
 	struct buf mensagem; /* valid UTF-8 */
-	int progresso;       /* 0..100, or -1 when the line has none */
-	int truncated;       /* the line was longer than max_line */
+	int progresso; /* 0..100, or -1 when the line has none */
+	int truncated; /* the line was longer than max_line */
 };
 
 /*

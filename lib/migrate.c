@@ -25,16 +25,18 @@ static int
 legacy_logs(sqlite3 *h, char *err, size_t errlen)
 {
 	sqlite3_stmt *sel = NULL, *ins = NULL;
-	struct lparse_line pl = {0};
+	struct lparse_line pl = { 0 };
 	int rc;
 
 	rc = sqlite3_prepare_v2(h,
 	    "SELECT id, logs, COALESCE(started_at, created_at) FROM jobs "
-	    "WHERE logs IS NOT NULL AND logs <> ''", -1, &sel, NULL);
+	    "WHERE logs IS NOT NULL AND logs <> ''",
+	    -1, &sel, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(h,
 		    "INSERT INTO job_logs (job_id, seq, ts, level, sistema, mensagem) "
-		    "VALUES (?, ?, ?, ?, ?, ?)", -1, &ins, NULL);
+		    "VALUES (?, ?, ?, ?, ?, ?)",
+		    -1, &ins, NULL);
 	if (rc != SQLITE_OK)
 		goto fail;
 	while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
@@ -58,7 +60,8 @@ legacy_logs(sqlite3 *h, char *err, size_t errlen)
 			sqlite3_reset(ins);
 			sqlite3_bind_int64(ins, 1, id);
 			sqlite3_bind_int64(ins, 2, ++seq);
-			sqlite3_bind_text(ins, 3, ts ? ts : "1970-01-01T00:00:00.000Z", -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(
+			    ins, 3, ts ? ts : "1970-01-01T00:00:00.000Z", -1, SQLITE_TRANSIENT);
 			sqlite3_bind_text(ins, 4, pl.level, -1, SQLITE_STATIC);
 			sqlite3_bind_text(ins, 5, pl.sistema, -1, SQLITE_STATIC);
 			sqlite3_bind_text(ins, 6, pl.mensagem.data ? pl.mensagem.data : "",
@@ -85,7 +88,7 @@ static const struct {
 	int version; /* the step that brings user_version to this */
 	int (*fn)(sqlite3 *, char *, size_t);
 } hooks[] = {
-	{2, legacy_logs},
+	{ 2, legacy_logs },
 };
 
 int
@@ -131,12 +134,15 @@ migrate_apply(sqlite3 *h, char *err, size_t errlen)
 		char pragma[64];
 
 		if (v < 0) {
-			snprintf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(h));
+			snprintf(
+			    err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(h));
 			return -1;
 		}
 		if (v > latest) {
-			snprintf(err, errlen, "schema version %d is newer than this program knows (%d): "
-			    "upgrade the program", v, latest);
+			snprintf(err, errlen,
+			    "schema version %d is newer than this program knows (%d): "
+			    "upgrade the program",
+			    v, latest);
 			return -1;
 		}
 		if (v == latest)
@@ -152,7 +158,8 @@ migrate_apply(sqlite3 *h, char *err, size_t errlen)
 		}
 		rc = sqlite3_exec(h, schema_sql[v], NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
-			snprintf(err, errlen, "migration to version %d failed: %s", v + 1, why(h, rc));
+			snprintf(
+			    err, errlen, "migration to version %d failed: %s", v + 1, why(h, rc));
 			goto rollback;
 		}
 		for (size_t i = 0; i < UTIL_ARRAY_LEN(hooks); i++)
@@ -161,7 +168,8 @@ migrate_apply(sqlite3 *h, char *err, size_t errlen)
 		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
 		if ((rc = sqlite3_exec(h, pragma, NULL, NULL, NULL)) != SQLITE_OK ||
 		    (rc = sqlite3_exec(h, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
-			snprintf(err, errlen, "migration to version %d failed: %s", v + 1, why(h, rc));
+			snprintf(
+			    err, errlen, "migration to version %d failed: %s", v + 1, why(h, rc));
 			goto rollback;
 		}
 		log_info("database migrated to schema version %d", v + 1);

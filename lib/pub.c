@@ -20,10 +20,10 @@
 #include "log.h"
 #include "util.h"
 
-#define PUB_MAX_OBUF (4u << 20)  /* bytes waiting to be written */
-#define PUB_MAX_INFLIGHT 100000  /* commands sent, reply not read yet */
-#define PUB_BACKOFF_MIN 100      /* ms */
-#define PUB_BACKOFF_MAX 5000     /* ms */
+#define PUB_MAX_OBUF (4u << 20) /* bytes waiting to be written */
+#define PUB_MAX_INFLIGHT 100000 /* commands sent, reply not read yet */
+#define PUB_BACKOFF_MIN 100 /* ms */
+#define PUB_BACKOFF_MAX 5000 /* ms */
 
 struct pub {
 	int enabled;
@@ -34,19 +34,35 @@ struct pub {
 	redisAsyncContext *ac;
 	int want_read, want_write;
 	int64_t connect_started; /* mono ms */
-	int64_t retry_at;        /* mono ms; 0: now */
-	int backoff;             /* ms */
-	int64_t inflight;        /* PUBLISHes without a reply yet */
-	int64_t unflushed;       /* PUBLISHes queued since the buffer was last empty */
+	int64_t retry_at; /* mono ms; 0: now */
+	int backoff; /* ms */
+	int64_t inflight; /* PUBLISHes without a reply yet */
+	int64_t unflushed; /* PUBLISHes queued since the buffer was last empty */
 	int64_t published, dropped;
 };
 
 /* ---- hiredis event hooks: remember what it wants, the loop polls ---- */
 
-static void ev_add_read(void *d) { ((struct pub *)d)->want_read = 1; }
-static void ev_del_read(void *d) { ((struct pub *)d)->want_read = 0; }
-static void ev_add_write(void *d) { ((struct pub *)d)->want_write = 1; }
-static void ev_del_write(void *d) { ((struct pub *)d)->want_write = 0; }
+static void
+ev_add_read(void *d)
+{
+	((struct pub *)d)->want_read = 1;
+}
+static void
+ev_del_read(void *d)
+{
+	((struct pub *)d)->want_read = 0;
+}
+static void
+ev_add_write(void *d)
+{
+	((struct pub *)d)->want_write = 1;
+}
+static void
+ev_del_write(void *d)
+{
+	((struct pub *)d)->want_write = 0;
+}
 static void
 ev_cleanup(void *d)
 {
@@ -116,7 +132,8 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
 	if (p->inflight > 0)
 		p->inflight--;
 	if (reply && reply->type == REDIS_REPLY_ERROR)
-		log_warnx("pub: Redis error: %.*s", (int)(reply->len > 200 ? 200 : reply->len), reply->str);
+		log_warnx("pub: Redis error: %.*s", (int)(reply->len > 200 ? 200 : reply->len),
+		    reply->str);
 }
 
 /* Frees the connection ourselves (timeouts): hiredis calls no disconnect
@@ -253,7 +270,8 @@ pub_open(const struct conf *c, char *err, size_t errlen)
 	if (!p->enabled)
 		return p;
 	if (pub_parse_url(c->redis_url, &p->url) == -1) {
-		snprintf(err, errlen, "REDIS_URL: invalid value (expected redis://host[:port][/db] or unix:///path)");
+		snprintf(err, errlen,
+		    "REDIS_URL: invalid value (expected redis://host[:port][/db] or unix:///path)");
 		free(p);
 		return NULL;
 	}
@@ -299,7 +317,8 @@ pub_publish(struct pub *p, const char *msg)
 		p->dropped++;
 		return -1;
 	}
-	if (redisAsyncCommand(p->ac, on_reply, NULL, "PUBLISH %s %s", p->channel, msg) != REDIS_OK) {
+	if (redisAsyncCommand(p->ac, on_reply, NULL, "PUBLISH %s %s", p->channel, msg) !=
+	    REDIS_OK) {
 		p->dropped++;
 		return -1;
 	}

@@ -13,7 +13,7 @@
 
 #define SIST_COLS "id, nome, descricao, ativo, status, progresso, mensagem, ultima_execucao"
 
-static const char *const statuses[] = {"IDLE", "PENDING", "RUNNING", "SUCCESS", "ERROR"};
+static const char *const statuses[] = { "IDLE", "PENDING", "RUNNING", "SUCCESS", "ERROR" };
 
 int
 sist_status_valid(const char *status)
@@ -31,15 +31,21 @@ row_json(sqlite3_stmt *st)
 	const char *ue = (const char *)sqlite3_column_text(st, 7);
 	int64_t ms = ue ? util_parse_iso8601(ue) : -1;
 
-	json_object_object_add(o, "id", json_object_new_string((const char *)sqlite3_column_text(st, 0)));
-	json_object_object_add(o, "nome", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
-	json_object_object_add(o, "descricao", js_str_or_null((const char *)sqlite3_column_text(st, 2)));
+	json_object_object_add(
+	    o, "id", json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+	json_object_object_add(
+	    o, "nome", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
+	json_object_object_add(
+	    o, "descricao", js_str_or_null((const char *)sqlite3_column_text(st, 2)));
 	json_object_object_add(o, "ativo", json_object_new_boolean(sqlite3_column_int(st, 3) != 0));
-	json_object_object_add(o, "status", json_object_new_string((const char *)sqlite3_column_text(st, 4)));
+	json_object_object_add(
+	    o, "status", json_object_new_string((const char *)sqlite3_column_text(st, 4)));
 	json_object_object_add(o, "progresso", json_object_new_int(sqlite3_column_int(st, 5)));
-	json_object_object_add(o, "mensagem", js_str_or_null((const char *)sqlite3_column_text(st, 6)));
+	json_object_object_add(
+	    o, "mensagem", js_str_or_null((const char *)sqlite3_column_text(st, 6)));
 	/* A time we cannot parse is shown as stored rather than lost. */
-	json_object_object_add(o, "ultima_execucao", ms >= 0 ? js_time_or_null(ms) : js_str_or_null(ue));
+	json_object_object_add(
+	    o, "ultima_execucao", ms >= 0 ? js_time_or_null(ms) : js_str_or_null(ue));
 	return o;
 }
 
@@ -87,8 +93,8 @@ sist_get_json(struct db *db, const char *id, struct json_object **out)
 }
 
 enum db_rc
-sist_put(struct db *db, const char *id, const char *nome, const char *descricao, int ativo,
-    int *created)
+sist_put(
+    struct db *db, const char *id, const char *nome, const char *descricao, int ativo, int *created)
 {
 	static const char q_ins[] =
 	    "INSERT INTO sistemas (id, nome, descricao, ativo) VALUES (?, ?, ?, ?) "
@@ -128,8 +134,8 @@ fail:
 }
 
 enum db_rc
-sist_set_status(struct db *db, const char *id, const char *status, int progresso,
-    const char *mensagem)
+sist_set_status(
+    struct db *db, const char *id, const char *status, int progresso, const char *mensagem)
 {
 	static const char q[] =
 	    "UPDATE sistemas SET status = ?, progresso = ?, mensagem = ? WHERE id = ?";

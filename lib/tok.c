@@ -95,16 +95,17 @@ mac(const char *secret, size_t secret_len, const char *data, size_t n, unsigned 
 	unsigned int len = 32;
 
 	if (HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)data, n, out,
-	    &len) == NULL || len != 32)
+	        &len) == NULL ||
+	    len != 32)
 		fatalx("tok: HMAC failed");
 }
 
 char *
-tok_sign(const char *secret, size_t secret_len, const char *sub, const char *role,
-    int64_t now_s, int ttl_s)
+tok_sign(const char *secret, size_t secret_len, const char *sub, const char *role, int64_t now_s,
+    int ttl_s)
 {
 	struct json_object *o = json_object_new_object();
-	struct buf b = {0};
+	struct buf b = { 0 };
 	unsigned char sig[32];
 	char *payload, *enc;
 
@@ -128,8 +129,8 @@ tok_sign(const char *secret, size_t secret_len, const char *sub, const char *rol
 }
 
 enum tok_rc
-tok_verify(const char *secret, size_t secret_len, const char *token, size_t len,
-    int64_t now_s, struct tok_claims *c)
+tok_verify(const char *secret, size_t secret_len, const char *token, size_t len, int64_t now_s,
+    struct tok_claims *c)
 {
 	const char *dot1, *dot2;
 	unsigned char sig[32], want[32], payload[TOK_MAX_LEN];
@@ -152,8 +153,7 @@ tok_verify(const char *secret, size_t secret_len, const char *token, size_t len,
 	if ((size_t)(dot1 - token) != sizeof(tok_header) - 1 ||
 	    memcmp(token, tok_header, sizeof(tok_header) - 1) != 0)
 		return TOK_MALFORMED;
-	if (len - (size_t)(dot2 + 1 - token) != 43 ||
-	    tok_b64url_decode(dot2 + 1, 43, sig) != 32)
+	if (len - (size_t)(dot2 + 1 - token) != 43 || tok_b64url_decode(dot2 + 1, 43, sig) != 32)
 		return TOK_MALFORMED;
 	mac(secret, secret_len, token, (size_t)(dot2 - token), want);
 	if (!util_ct_equal(sig, want, 32))

@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TOK_MAX_LEN 1024      /* longer tokens are rejected unread */
-#define TOK_MIN_SECRET 32     /* bytes: programs refuse a shorter ETL_SECRET */
+#define TOK_MAX_LEN 1024 /* longer tokens are rejected unread */
+#define TOK_MIN_SECRET 32 /* bytes: programs refuse a shorter ETL_SECRET */
 
 struct tok_claims {
 	char sub[65];

@@ -15,7 +15,7 @@
 #include "pw.h"
 #include "util.h"
 
-static const char *const role_names[ROLE__MAX] = {"viewer", "operator", "admin"};
+static const char *const role_names[ROLE__MAX] = { "viewer", "operator", "admin" };
 
 const char *
 users_role_name(enum role r)
@@ -58,7 +58,8 @@ users_get(struct db *db, const char *username, struct user *out)
 	r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
 		const char *role = (const char *)sqlite3_column_text(st, 1);
-		snprintf(out->username, sizeof(out->username), "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(out->username, sizeof(out->username), "%s",
+		    (const char *)sqlite3_column_text(st, 0));
 		/* An unknown role in the table (hand edits) gets the least rights. */
 		if (role == NULL || users_role_parse(role, &out->role) == -1)
 			out->role = ROLE_VIEWER;
@@ -154,9 +155,11 @@ users_list_json(struct db *db, struct json_object **out)
 		enum role role;
 		if (users_role_parse((const char *)sqlite3_column_text(st, 1), &role) == -1)
 			role = ROLE_VIEWER;
-		json_object_object_add(o, "username", json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+		json_object_object_add(o, "username",
+		    json_object_new_string((const char *)sqlite3_column_text(st, 0)));
 		json_object_object_add(o, "role", json_object_new_string(users_role_name(role)));
-		json_object_object_add(o, "created_at", js_time_or_null(c ? util_parse_iso8601(c) : -1));
+		json_object_object_add(
+		    o, "created_at", js_time_or_null(c ? util_parse_iso8601(c) : -1));
 		json_object_array_add(arr, o);
 	}
 	sqlite3_reset(st);
@@ -184,7 +187,8 @@ users_count_admins(struct db *db, int64_t *n)
 }
 
 enum db_rc
-users_failures(struct db *db, const char *username, int window_s, int64_t *count, int64_t *oldest_ms)
+users_failures(
+    struct db *db, const char *username, int window_s, int64_t *count, int64_t *oldest_ms)
 {
 	static const char q[] =
 	    "SELECT count(*), min(ts) FROM login_failures WHERE username = ? AND ts > ?";

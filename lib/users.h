@@ -37,7 +37,8 @@ enum db_rc users_list_json(struct db *db, struct json_object **out);
 enum db_rc users_count_admins(struct db *db, int64_t *n);
 
 /* Failed logins of username since now - window_s. */
-enum db_rc users_failures(struct db *db, const char *username, int window_s, int64_t *count, int64_t *oldest_ms);
+enum db_rc users_failures(
+    struct db *db, const char *username, int window_s, int64_t *count, int64_t *oldest_ms);
 enum db_rc users_record_failure(struct db *db, const char *username);
 enum db_rc users_clear_failures(struct db *db, const char *username);
 

@@ -60,7 +60,7 @@ xstrndup(const char *s, size_t n)
 char *
 xasprintf(const char *fmt, ...)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -191,8 +191,8 @@ util_iso8601(int64_t ms, char out[UTIL_ISO_LEN])
 	}
 	char tmp[80];
 	snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-	    (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	    (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, (int)(ms % 1000));
 	memcpy(out, tmp, UTIL_ISO_LEN - 1);
 	out[UTIL_ISO_LEN - 1] = '\0';
 }
@@ -221,9 +221,8 @@ util_parse_iso8601(const char *s)
 	if (s == NULL || (len = strlen(s)) < 19)
 		return -1;
 	if (digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' ||
-	    digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != ' ') ||
-	    digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) ||
-	    s[16] != ':' || digits(s + 17, 2, &se))
+	    digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != ' ') || digits(s + 11, 2, &h) ||
+	    s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' || digits(s + 17, 2, &se))
 		return -1;
 	s += 19;
 	if (*s == '.') {
@@ -282,8 +281,8 @@ util_valid_username(const char *s, size_t len)
 		return 0;
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		        c == '_' || c == '.' || c == '-'))
 			return 0;
 	}
 	return 1;

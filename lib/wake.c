@@ -104,7 +104,8 @@ wake_notify(const char *dir)
 			continue;
 		if (sock_path(&sa, dir, de->d_name) == -1)
 			continue;
-		if (sendto(fd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sa, sizeof(sa)) == 1)
+		if (sendto(fd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		        sizeof(sa)) == 1)
 			sent++;
 		else if (errno == ECONNREFUSED)
 			unlink(sa.sun_path); /* its worker is gone */

@@ -60,16 +60,16 @@ open_db(void)
 static void
 print_json(struct json_object *o)
 {
-	printf("%s\n", json_object_to_json_string_ext(o,
-	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	printf("%s\n", json_object_to_json_string_ext(
+	                   o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 }
 
 static void
 check(enum db_rc rc, const char *what)
 {
-	static const char *const why[] = {"ok", "error", "database busy", "disk full",
-	    "conflict", "not found", "invalid"};
+	static const char *const why[] = { "ok", "error", "database busy", "disk full", "conflict",
+		"not found", "invalid" };
 	if (rc != DB_OK)
 		fatalx("%s: %s", what, why[-rc < 7 ? -rc : 1]);
 }
@@ -206,15 +206,19 @@ cmd_sistema(int argc, char **argv)
 		if (*nome == '\0' || strlen(nome) > 200 || !utf8_valid(nome, strlen(nome)))
 			fatalx("nome must be 1-200 bytes of UTF-8");
 		check(sist_put(db, id, nome, flag_value(argc, argv, "--descricao"),
-		    !has_flag(argc, argv, "--inactive"), &created), "sistema put");
+		          !has_flag(argc, argv, "--inactive"), &created),
+		    "sistema put");
 		printf("sistema %s %s\n", id, created ? "created" : "updated");
 		return 0;
 	}
 	if (strcmp(argv[0], "disable") == 0) {
 		struct json_object *o, *v;
 		check(sist_get_json(db, id, &o), "sistema disable");
-		const char *nome = json_object_object_get_ex(o, "nome", &v) ? json_object_get_string(v) : id;
-		const char *desc = json_object_object_get_ex(o, "descricao", &v) && v ? json_object_get_string(v) : NULL;
+		const char *nome =
+		    json_object_object_get_ex(o, "nome", &v) ? json_object_get_string(v) : id;
+		const char *desc = json_object_object_get_ex(o, "descricao", &v) && v
+		                       ? json_object_get_string(v)
+		                       : NULL;
 		check(sist_put(db, id, nome, desc, 0, &created), "sistema disable");
 		json_object_put(o);
 		printf("sistema %s disabled\n", id);
@@ -253,7 +257,8 @@ cmd_job(int argc, char **argv)
 	if (params) {
 		int ok;
 		char err[128];
-		struct json_object *p = js_parse(params, strlen(params), 65536, JS_MAX_DEPTH, &ok, err, sizeof(err));
+		struct json_object *p =
+		    js_parse(params, strlen(params), 65536, JS_MAX_DEPTH, &ok, err, sizeof(err));
 		if (p == NULL || !json_object_is_type(p, json_type_object))
 			fatalx("--params must be a JSON object%s%s", p ? "" : ": ", p ? "" : err);
 		json_object_put(p);
@@ -292,7 +297,8 @@ cmd_queue(int argc, char **argv)
 		if (slots[i].started_ms >= 0)
 			util_iso8601(slots[i].started_ms, iso);
 		if (slots[i].job_id >= 0)
-			printf("slot %d     job %lld since %s\n", i, (long long)slots[i].job_id, iso);
+			printf(
+			    "slot %d     job %lld since %s\n", i, (long long)slots[i].job_id, iso);
 		else
 			printf("slot %d     idle\n", i);
 	}
@@ -365,15 +371,15 @@ static const struct {
 	const char *name;
 	int (*fn)(int, char **);
 } cmds[] = {
-	{"migrate", cmd_migrate},
-	{"user", cmd_user},
-	{"sistema", cmd_sistema},
-	{"job", cmd_job},
-	{"queue", cmd_queue},
-	{"requeue", cmd_requeue},
-	{"prune", cmd_prune},
-	{"token", cmd_token},
-	{"config", cmd_config},
+	{ "migrate", cmd_migrate },
+	{ "user", cmd_user },
+	{ "sistema", cmd_sistema },
+	{ "job", cmd_job },
+	{ "queue", cmd_queue },
+	{ "requeue", cmd_requeue },
+	{ "prune", cmd_prune },
+	{ "token", cmd_token },
+	{ "config", cmd_config },
 };
 
 int

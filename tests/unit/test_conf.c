@@ -69,7 +69,8 @@ booleans(void **state)
 {
 	int v;
 	(void)state;
-	const char *t[] = {"true", "TRUE", "1", "yes", "on"}, *f[] = {"false", "0", "no", "No", "off"};
+	const char *t[] = { "true", "TRUE", "1", "yes", "on" },
+	           *f[] = { "false", "0", "no", "No", "off" };
 	for (int i = 0; i < 5; i++) {
 		assert_int_equal(conf_parse_bool(t[i], &v), 0);
 		assert_int_equal(v, 1);
@@ -88,7 +89,7 @@ env_file_and_precedence(void **state)
 	int fd = mkstemp(path);
 	(void)state;
 	const char *text = "# comment\n\nexport ETL_MAX_CONCURRENT_JOBS=4\nREDIS_ENABLED = yes\n"
-			   "ETL_PIPELINE_CMD=\"/bin/echo a b\"\nUNKNOWN_KEY=x\r\n";
+	                   "ETL_PIPELINE_CMD=\"/bin/echo a b\"\nUNKNOWN_KEY=x\r\n";
 	assert_true(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
 	close(fd);
 	clear_env();
@@ -122,13 +123,17 @@ env_text_errors(void **state)
 	char err[128];
 	int n = 0;
 	(void)state;
-	assert_int_equal(conf_parse_env_text("A=1\nnoequals\n", 13, count_pair, &n, err, sizeof(err)), -1);
+	assert_int_equal(
+	    conf_parse_env_text("A=1\nnoequals\n", 13, count_pair, &n, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "line 2"));
 	assert_int_equal(conf_parse_env_text("1A=1\n", 5, count_pair, &n, err, sizeof(err)), -1);
-	assert_int_equal(conf_parse_env_text("A=\"open\n", 8, count_pair, &n, err, sizeof(err)), -1);
-	assert_int_equal(conf_parse_env_text("A=1\0B=2\n", 8, count_pair, &n, err, sizeof(err)), -1);
+	assert_int_equal(
+	    conf_parse_env_text("A=\"open\n", 8, count_pair, &n, err, sizeof(err)), -1);
+	assert_int_equal(
+	    conf_parse_env_text("A=1\0B=2\n", 8, count_pair, &n, err, sizeof(err)), -1);
 	n = 0;
-	assert_int_equal(conf_parse_env_text("A=1\nB='x y'\n#C=3\n", 17, count_pair, &n, err, sizeof(err)), 0);
+	assert_int_equal(
+	    conf_parse_env_text("A=1\nB='x y'\n#C=3\n", 17, count_pair, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 2);
 }
 

@@ -34,7 +34,9 @@ fresh_database(void **state)
 	struct db *db = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
 	assert_non_null(db);
 	assert_int_equal(migrate_version(db_sqlite(db)), migrate_latest());
-	assert_int_equal(count(db, "SELECT count(*) FROM pragma_index_list('jobs') WHERE name = 'idx_jobs_status_slot'"), 1);
+	assert_int_equal(count(db, "SELECT count(*) FROM pragma_index_list('jobs') WHERE name = "
+	                           "'idx_jobs_status_slot'"),
+	    1);
 	db_close(db);
 	unit_rmdb(path);
 }
@@ -52,13 +54,18 @@ legacy_migrated_in_place(void **state)
 	assert_int_equal(count(db, "SELECT count(*) FROM jobs"), 5);
 	assert_int_equal(count(db, "SELECT count(*) FROM sistemas"), 4);
 	assert_int_equal(count(db, "SELECT count(*) FROM users"), 1);
-	assert_int_equal(count(db, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name IN ('worker_slot', 'locked_at')"), 2);
+	assert_int_equal(count(db, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name IN "
+	                           "('worker_slot', 'locked_at')"),
+	    2);
 	assert_int_equal(count(db, "SELECT count(*) FROM job_logs"), 5);
-	assert_int_equal(count(db, "SELECT count(*) FROM job_logs WHERE job_id = 2 AND seq = 2 AND level = 'ERROR' AND sistema = 'maps'"), 1);
+	assert_int_equal(count(db, "SELECT count(*) FROM job_logs WHERE job_id = 2 AND seq = 2 AND "
+	                           "level = 'ERROR' AND sistema = 'maps'"),
+	    1);
 	assert_int_equal(count(db, "SELECT count(*) FROM jobs WHERE created_at LIKE '%Z'"), 5);
 	assert_int_equal(count(db, "SELECT count(*) FROM job_sistemas WHERE job_id = 4"), 2);
 	/* the unparseable legacy params are kept as they were */
-	assert_int_equal(count(db, "SELECT count(*) FROM jobs WHERE params = 'not json at all'"), 1);
+	assert_int_equal(
+	    count(db, "SELECT count(*) FROM jobs WHERE params = 'not json at all'"), 1);
 	db_close(db);
 	/* twice: nothing changes */
 	db = db_open(path, 0, 1000, err, sizeof(err));
@@ -77,7 +84,8 @@ newer_schema_refused(void **state)
 	unit_tmpdb(path, sizeof(path));
 	struct db *db = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
 	assert_non_null(db);
-	assert_int_equal(sqlite3_exec(db_sqlite(db), "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db_sqlite(db), "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
 	db_close(db);
 	assert_null(db_open(path, 0, 1000, err, sizeof(err)));
 	assert_non_null(strstr(err, "newer"));
@@ -121,7 +129,9 @@ unwritable_refused_without_half_migration(void **state)
 	/* still the legacy shape: no column was added */
 	struct db *db = db_open(path, DB_OPEN_NOMIGRATE, 1000, err, sizeof(err));
 	assert_non_null(db);
-	assert_int_equal(count(db, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'worker_slot'"), 0);
+	assert_int_equal(
+	    count(db, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'worker_slot'"),
+	    0);
 	db_close(db);
 	unit_rmdb(path);
 }
@@ -177,11 +187,13 @@ full_disk_is_reported(void **state)
 	assert_non_null(db);
 	/* max_page_count is SQLite's own quota: hitting it is SQLITE_FULL,
 	 * exactly what a full disk gives. */
-	assert_int_equal(sqlite3_exec(db_sqlite(db), "PRAGMA max_page_count = 40", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db_sqlite(db), "PRAGMA max_page_count = 40", NULL, NULL, NULL), SQLITE_OK);
 	assert_int_equal(db_begin(db), DB_OK);
 	int rc = sqlite3_exec(db_sqlite(db),
 	    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) "
-	    "INSERT INTO sistemas (id, nome) SELECT 's' || i, hex(randomblob(100)) FROM n", NULL, NULL, NULL);
+	    "INSERT INTO sistemas (id, nome) SELECT 's' || i, hex(randomblob(100)) FROM n",
+	    NULL, NULL, NULL);
 	assert_int_equal(db_map(rc), DB_FULL);
 	db_rollback(db);
 	db_close(db);
@@ -207,7 +219,11 @@ full_disk_mid_migration_rolls_back(void **state)
 	/* step 1 (the legacy shape, nothing to create) may be done; step 2 is not */
 	assert_true(migrate_version(h) <= 1);
 	sqlite3_stmt *st;
-	assert_int_equal(sqlite3_prepare_v2(h, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'worker_slot'", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(h,
+	        "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'worker_slot'", -1,
+	        &st, NULL),
+	    SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	assert_int_equal(sqlite3_column_int(st, 0), 0);
 	sqlite3_finalize(st);

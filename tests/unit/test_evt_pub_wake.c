@@ -28,8 +28,10 @@ event_shapes(void **state)
 	p = json_object_object_get(o, "payload");
 	assert_int_equal(json_object_get_int(json_object_object_get(p, "job_id")), 12);
 	assert_int_equal(json_object_get_int(json_object_object_get(p, "seq")), 3);
-	assert_string_equal(json_object_get_string(json_object_object_get(p, "ts")), "2026-11-28T18:51:33.123Z");
-	assert_string_equal(json_object_get_string(json_object_object_get(p, "mensagem")), "a/b \"q\"");
+	assert_string_equal(
+	    json_object_get_string(json_object_object_get(p, "ts")), "2026-11-28T18:51:33.123Z");
+	assert_string_equal(
+	    json_object_get_string(json_object_object_get(p, "mensagem")), "a/b \"q\"");
 	assert_null(strstr(s, "\\/"));
 	json_object_put(o);
 	free(s);
@@ -127,7 +129,7 @@ publish_to_real_redis(void **state)
 	redisContext *sub = redisConnectUnix(sock);
 	assert_non_null(sub);
 	assert_int_equal(sub->err, 0);
-	struct timeval tv = {5, 0}; /* a lost message fails the test, never hangs it */
+	struct timeval tv = { 5, 0 }; /* a lost message fails the test, never hangs it */
 	assert_int_equal(redisSetTimeout(sub, tv), REDIS_OK);
 	redisReply *r = redisCommand(sub, "SUBSCRIBE unit:ws");
 	freeReplyObject(r);

@@ -21,7 +21,7 @@ setup(void **state)
 	unit_tmpdb(path, sizeof(path));
 	db = db_open(path, DB_OPEN_CREATE, 10000, err, sizeof(err));
 	assert_non_null(db);
-	const char *ids[] = {"a", "b", "c", "d", "e"};
+	const char *ids[] = { "a", "b", "c", "d", "e" };
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(sist_put(db, ids[i], ids[i], NULL, 1, &created), DB_OK);
 	assert_int_equal(sist_put(db, "off", "Off", NULL, 0, &created), DB_OK);
@@ -40,12 +40,13 @@ teardown(void **state)
 static int64_t
 enq(const char *s1, const char *s2)
 {
-	const char *s[2] = {s1, s2};
+	const char *s[2] = { s1, s2 };
 	int64_t id;
 	int existed;
 	uint64_t mask;
 	char bad[65];
-	assert_int_equal(jobq_enqueue(db, s, s2 ? 2 : 1, NULL, "t", NULL, &id, &existed, &mask, bad), DB_OK);
+	assert_int_equal(
+	    jobq_enqueue(db, s, s2 ? 2 : 1, NULL, "t", NULL, &id, &existed, &mask, bad), DB_OK);
 	return id;
 }
 
@@ -65,7 +66,7 @@ scalar(const char *sql)
 static enum db_rc
 logs_page(int64_t id, int64_t after, int limit, struct json_object **o)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 	int ok;
 	char err[64];
 	enum db_rc rc = jobq_logs_text(db, id, after, limit, &b);
@@ -81,7 +82,7 @@ logs_page(int64_t id, int64_t after, int limit, struct json_object **o)
 static enum db_rc
 list_page(int status, int limit, int offset, struct json_object **o)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 	int ok;
 	char err[64];
 	enum db_rc rc = jobq_list_text(db, status, limit, offset, &b);
@@ -113,17 +114,19 @@ transitions_table(void **state)
 static void
 enqueue_validates(void **state)
 {
-	const char *s[2] = {"a", "nope"};
+	const char *s[2] = { "a", "nope" };
 	int64_t id;
 	int existed;
 	uint64_t mask;
 	char bad[65] = "";
 	(void)state;
 	int64_t before = scalar("SELECT count(*) FROM jobs");
-	assert_int_equal(jobq_enqueue(db, s, 2, NULL, "t", NULL, &id, &existed, &mask, bad), DB_INVALID);
+	assert_int_equal(
+	    jobq_enqueue(db, s, 2, NULL, "t", NULL, &id, &existed, &mask, bad), DB_INVALID);
 	assert_string_equal(bad, "nope");
 	s[1] = "off";
-	assert_int_equal(jobq_enqueue(db, s, 2, NULL, "t", NULL, &id, &existed, &mask, bad), DB_INVALID);
+	assert_int_equal(
+	    jobq_enqueue(db, s, 2, NULL, "t", NULL, &id, &existed, &mask, bad), DB_INVALID);
 	assert_string_equal(bad, "off");
 	assert_int_equal(scalar("SELECT count(*) FROM jobs"), before);
 	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE status = 'PENDING'"), 0);
@@ -132,20 +135,25 @@ enqueue_validates(void **state)
 static void
 enqueue_idempotent(void **state)
 {
-	const char *s[1] = {"a"};
+	const char *s[1] = { "a" };
 	int64_t id1, id2;
 	int existed;
 	uint64_t mask;
 	char bad[65];
 	(void)state;
-	assert_int_equal(jobq_enqueue(db, s, 1, "{\"x\":1}", "alice", "key-1", &id1, &existed, &mask, bad), DB_OK);
+	assert_int_equal(
+	    jobq_enqueue(db, s, 1, "{\"x\":1}", "alice", "key-1", &id1, &existed, &mask, bad),
+	    DB_OK);
 	assert_false(existed);
 	assert_int_equal(mask, 1);
-	assert_int_equal(jobq_enqueue(db, s, 1, "{\"x\":1}", "alice", "key-1", &id2, &existed, &mask, bad), DB_OK);
+	assert_int_equal(
+	    jobq_enqueue(db, s, 1, "{\"x\":1}", "alice", "key-1", &id2, &existed, &mask, bad),
+	    DB_OK);
 	assert_true(existed);
 	assert_int_equal(id1, id2);
 	/* the same key from another user is another job */
-	assert_int_equal(jobq_enqueue(db, s, 1, NULL, "bob", "key-1", &id2, &existed, &mask, bad), DB_OK);
+	assert_int_equal(
+	    jobq_enqueue(db, s, 1, NULL, "bob", "key-1", &id2, &existed, &mask, bad), DB_OK);
 	assert_false(existed);
 	assert_int_not_equal(id1, id2);
 	struct job j;
@@ -170,7 +178,9 @@ acquire_fifo_slots_and_limit(void **state)
 	assert_int_equal(j2.id, b);
 	assert_int_equal(j2.worker_slot, 1);
 	assert_int_equal(jobq_acquire(db, 1, 2, 1, &j3), 0); /* two slots busy */
-	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id IN ('a','b') AND status = 'RUNNING' AND progresso = 0"), 2);
+	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id IN ('a','b') AND status = "
+	                        "'RUNNING' AND progresso = 0"),
+	    2);
 	assert_int_equal(jobq_finish(db, a, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL), DB_OK);
 	assert_int_equal(jobq_finish(db, a, JOB_ERROR, 1, 1, "x", NULL, 0, NULL), DB_CONFLICT);
 	assert_int_equal(jobq_acquire(db, 1, 2, 1, &j3), 1);
@@ -222,14 +232,18 @@ finish_applies_sistema_updates(void **state)
 	int64_t id = enq("a", "b");
 	assert_int_equal(jobq_acquire(db, 1, 1, 1, &j), 1);
 	struct sist_update u[2] = {
-		{"a", "SUCCESS", 100, NULL, 1},
-		{"b", "ERROR", 40, "exit code 2", 1},
+		{ "a", "SUCCESS", 100, NULL, 1 },
+		{ "b", "ERROR", 40, "exit code 2", 1 },
 	};
 	int64_t fin;
 	assert_int_equal(jobq_finish(db, id, JOB_ERROR, 1, 2, "exit code 2", u, 2, &fin), DB_OK);
 	assert_true(fin > 0);
-	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id = 'a' AND status = 'SUCCESS' AND progresso = 100 AND ultima_execucao IS NOT NULL"), 1);
-	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id = 'b' AND status = 'ERROR' AND mensagem = 'exit code 2'"), 1);
+	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id = 'a' AND status = "
+	                        "'SUCCESS' AND progresso = 100 AND ultima_execucao IS NOT NULL"),
+	    1);
+	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id = 'b' AND status = 'ERROR' "
+	                        "AND mensagem = 'exit code 2'"),
+	    1);
 	jobq_job_clear(&j);
 	assert_int_equal(jobq_get(db, id, &j), DB_OK);
 	assert_int_equal(j.status, JOB_ERROR);
@@ -255,7 +269,8 @@ cancel_paths(void **state)
 	assert_int_equal(res, JOBQ_CANCELLED_NOW);
 	assert_int_equal(j.status, JOB_CANCELLED);
 	jobq_job_clear(&j);
-	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id = 'c' AND status = 'IDLE'"), 1);
+	assert_int_equal(
+	    scalar("SELECT count(*) FROM sistemas WHERE id = 'c' AND status = 'IDLE'"), 1);
 	assert_int_equal(jobq_cancel(db, p, &res, &j), DB_OK);
 	assert_int_equal(res, JOBQ_CANCEL_FINISHED);
 	jobq_job_clear(&j);
@@ -272,7 +287,8 @@ cancel_paths(void **state)
 	assert_int_equal(jobq_cancel_requests(db, 7, ids, 4), 1);
 	assert_int_equal(ids[0], q);
 	assert_int_equal(jobq_cancel_requests(db, 8, ids, 4), 0);
-	assert_int_equal(jobq_finish(db, q, JOB_CANCELLED, 0, 0, "cancelled", NULL, 0, NULL), DB_OK);
+	assert_int_equal(
+	    jobq_finish(db, q, JOB_CANCELLED, 0, 0, "cancelled", NULL, 0, NULL), DB_OK);
 	jobq_job_clear(&r);
 }
 
@@ -289,11 +305,19 @@ orphans_and_dead_workers(void **state)
 	/* fresh lease: not an orphan */
 	assert_int_equal(jobq_sweep_orphans(db, 60, "orphaned", ids, 8), 0);
 	/* an old lease is */
-	assert_int_equal(sqlite3_exec(db_sqlite(db), "UPDATE jobs SET locked_at = '2000-01-01T00:00:00.000Z' WHERE status = 'running'", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db_sqlite(db),
+	        "UPDATE jobs SET locked_at = '2000-01-01T00:00:00.000Z' WHERE status = 'running'",
+	        NULL, NULL, NULL),
+	    SQLITE_OK);
 	assert_int_equal(jobq_sweep_orphans(db, 60, "orphaned", ids, 8), 1);
 	assert_int_equal(ids[0], a);
-	assert_int_equal(scalar("SELECT count(*) FROM jobs WHERE status = 'error' AND error_message = 'orphaned'"), 1);
-	assert_int_equal(scalar("SELECT count(*) FROM sistemas WHERE id = 'a' AND status = 'ERROR'"), 1);
+	assert_int_equal(
+	    scalar(
+	        "SELECT count(*) FROM jobs WHERE status = 'error' AND error_message = 'orphaned'"),
+	    1);
+	assert_int_equal(
+	    scalar("SELECT count(*) FROM sistemas WHERE id = 'a' AND status = 'ERROR'"), 1);
 	/* renewal keeps a long job alive */
 	int64_t b = enq("b", NULL);
 	assert_int_equal(jobq_acquire(db, wid, 2, 1, &j), 1);
@@ -313,7 +337,11 @@ orphans_and_dead_workers(void **state)
 	assert_int_equal(jobq_worker_state(db, 30, &ws), DB_OK);
 	assert_int_equal(ws, WORKER_ABSENT);
 	/* a running job nobody holds (legacy) is closed by the sweep */
-	assert_int_equal(sqlite3_exec(db_sqlite(db), "INSERT INTO jobs (tipo, status, created_at, locked_at) VALUES ('execucao', 'running', '2026-01-01T00:00:00.000Z', NULL)", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db_sqlite(db),
+	                     "INSERT INTO jobs (tipo, status, created_at, locked_at) VALUES "
+	                     "('execucao', 'running', '2026-01-01T00:00:00.000Z', NULL)",
+	                     NULL, NULL, NULL),
+	    SQLITE_OK);
 	assert_int_equal(jobq_sweep_orphans(db, 7200, "orphaned", ids, 8), 1);
 }
 
@@ -325,7 +353,8 @@ logs_paging(void **state)
 	(void)state;
 	int64_t id = enq("e", NULL);
 	for (int i = 0; i < 300; i++)
-		l[i] = (struct logline){id, i + 1, util_now_ms(), "INFO", "e", "linha \"x\" </script>"};
+		l[i] = (struct logline){ id, i + 1, util_now_ms(), "INFO", "e",
+			"linha \"x\" </script>" };
 	assert_int_equal(jobq_append_logs(db, l, 300), DB_OK);
 	int64_t last;
 	assert_int_equal(jobq_last_seq(db, id, &last), DB_OK);
@@ -378,17 +407,22 @@ list_counts_slots(void **state)
 	json_object_object_get_ex(o, "items", &v);
 	assert_int_equal(json_object_array_length(v), 2);
 	/* newest first */
-	int64_t first = json_object_get_int64(json_object_object_get(json_object_array_get_idx(v, 0), "id"));
-	int64_t second = json_object_get_int64(json_object_object_get(json_object_array_get_idx(v, 1), "id"));
+	int64_t first =
+	    json_object_get_int64(json_object_object_get(json_object_array_get_idx(v, 0), "id"));
+	int64_t second =
+	    json_object_get_int64(json_object_object_get(json_object_array_get_idx(v, 1), "id"));
 	assert_true(first > second);
 	/* each item is exactly what GET /api/jobs/{id} gives */
 	for (size_t k = 0; k < json_object_array_length(v); k++) {
 		struct json_object *it = json_object_array_get_idx(v, k), *one;
 		struct job jj;
-		assert_int_equal(jobq_get(db, json_object_get_int64(json_object_object_get(it, "id")), &jj), DB_OK);
+		assert_int_equal(
+		    jobq_get(db, json_object_get_int64(json_object_object_get(it, "id")), &jj),
+		    DB_OK);
 		one = jobq_job_json(&jj);
 		if (!json_object_equal(it, one))
-			fail_msg("list item %s != job %s", json_object_to_json_string(it), json_object_to_json_string(one));
+			fail_msg("list item %s != job %s", json_object_to_json_string(it),
+			    json_object_to_json_string(one));
 		json_object_put(one);
 		jobq_job_clear(&jj);
 	}
@@ -400,7 +434,7 @@ list_counts_slots(void **state)
 	assert_int_equal(jobq_slots(db, 3, s), DB_OK);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(s[i].slot_id, i);
-	double bounds[] = {1, 10, 60};
+	double bounds[] = { 1, 10, 60 };
 	int64_t bc[3], cnt;
 	double sum;
 	assert_int_equal(jobq_duration_hist(db, bounds, 3, bc, &sum, &cnt), DB_OK);
@@ -413,7 +447,7 @@ prune_and_requeue(void **state)
 {
 	int64_t deleted, nid;
 	struct job j;
-	struct logline l = {0, 1, 0, "INFO", "a", "x"};
+	struct logline l = { 0, 1, 0, "INFO", "a", "x" };
 	(void)state;
 	enq("a", NULL);
 	assert_int_equal(jobq_acquire(db, 1, 3, 1, &j), 1);
@@ -426,13 +460,16 @@ prune_and_requeue(void **state)
 	assert_true(nid > done);
 	int64_t pend = scalar("SELECT id FROM jobs WHERE status = 'pending' ORDER BY id LIMIT 1");
 	assert_int_equal(jobq_requeue(db, pend, "admin", &nid), DB_CONFLICT);
-	int64_t before = scalar("SELECT count(*) FROM jobs WHERE status IN ('completed','error','cancelled')");
+	int64_t before =
+	    scalar("SELECT count(*) FROM jobs WHERE status IN ('completed','error','cancelled')");
 	assert_true(before > 0);
 	assert_int_equal(jobq_prune(db, util_now_ms() - 86400000, &deleted), DB_OK);
 	assert_int_equal(deleted, 0);
 	assert_int_equal(jobq_prune(db, util_now_ms() + 1000, &deleted), DB_OK);
 	assert_int_equal(deleted, before);
-	assert_int_equal(scalar("SELECT count(*) FROM job_logs l LEFT JOIN jobs j ON j.id = l.job_id WHERE j.id IS NULL"), 0);
+	assert_int_equal(scalar("SELECT count(*) FROM job_logs l LEFT JOIN jobs j ON j.id = "
+	                        "l.job_id WHERE j.id IS NULL"),
+	    0);
 }
 
 /* ---- the race: P processes, many jobs, one database file ---- */
@@ -442,7 +479,7 @@ prune_and_requeue(void **state)
 #define RACE_SLOTS 3
 
 struct shared {
-	int running;                /* jobs running now (by our count) */
+	int running; /* jobs running now (by our count) */
 	int max_running;
 	int per_sistema[5];
 	int violations;
@@ -477,14 +514,17 @@ race_child(struct shared *sh, int64_t first)
 		if (n > RACE_SLOTS)
 			__atomic_add_fetch(&sh->violations, 1, __ATOMIC_SEQ_CST);
 		for (size_t i = 0; i < j.nsistemas; i++)
-			if (__atomic_add_fetch(&sh->per_sistema[j.sistemas[i][0] - 'a'], 1, __ATOMIC_SEQ_CST) > 1)
+			if (__atomic_add_fetch(
+			        &sh->per_sistema[j.sistemas[i][0] - 'a'], 1, __ATOMIC_SEQ_CST) > 1)
 				__atomic_add_fetch(&sh->violations, 1, __ATOMIC_SEQ_CST);
 		__atomic_add_fetch(&sh->acquired[j.id - first], 1, __ATOMIC_SEQ_CST);
 		for (size_t i = 0; i < j.nsistemas; i++)
-			__atomic_sub_fetch(&sh->per_sistema[j.sistemas[i][0] - 'a'], 1, __ATOMIC_SEQ_CST);
+			__atomic_sub_fetch(
+			    &sh->per_sistema[j.sistemas[i][0] - 'a'], 1, __ATOMIC_SEQ_CST);
 		__atomic_sub_fetch(&sh->running, 1, __ATOMIC_SEQ_CST);
 		enum db_rc rc;
-		while ((rc = jobq_finish(d, j.id, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL)) == DB_BUSY)
+		while ((rc = jobq_finish(d, j.id, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL)) ==
+		       DB_BUSY)
 			__atomic_add_fetch(&sh->busy_errors, 1, __ATOMIC_SEQ_CST);
 		if (rc != DB_OK)
 			__atomic_add_fetch(&sh->violations, 1, __ATOMIC_SEQ_CST);
@@ -497,8 +537,9 @@ race_child(struct shared *sh, int64_t first)
 static void
 multi_process_race(void **state)
 {
-	struct shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	const char *names[] = {"a", "b", "c", "d", "e"};
+	struct shared *sh =
+	    mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	const char *names[] = { "a", "b", "c", "d", "e" };
 	int64_t first = -1, id;
 	int existed, st;
 	uint64_t mask;
@@ -506,12 +547,14 @@ multi_process_race(void **state)
 	(void)state;
 	assert_true(sh != MAP_FAILED);
 	memset(sh, 0, sizeof(*sh));
-	assert_int_equal(sqlite3_exec(db_sqlite(db), "DELETE FROM jobs", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db_sqlite(db), "DELETE FROM jobs", NULL, NULL, NULL), SQLITE_OK);
 	srand(42);
 	for (int i = 0; i < RACE_JOBS; i++) {
-		const char *s[2] = {names[rand() % 5], names[rand() % 5]};
+		const char *s[2] = { names[rand() % 5], names[rand() % 5] };
 		size_t n = (rand() % 3 == 0 && strcmp(s[0], s[1])) ? 2 : 1;
-		assert_int_equal(jobq_enqueue(db, s, n, NULL, "race", NULL, &id, &existed, &mask, bad), DB_OK);
+		assert_int_equal(
+		    jobq_enqueue(db, s, n, NULL, "race", NULL, &id, &existed, &mask, bad), DB_OK);
 		if (first < 0)
 			first = id;
 	}
@@ -526,16 +569,18 @@ multi_process_race(void **state)
 	assert_int_equal(sh->busy_errors, 0);
 	for (int i = 0; i < RACE_JOBS; i++)
 		if (sh->acquired[i] != 1)
-			fail_msg("job %lld acquired %d times", (long long)(first + i), sh->acquired[i]);
+			fail_msg(
+			    "job %lld acquired %d times", (long long)(first + i), sh->acquired[i]);
 	assert_int_equal(scalar("SELECT count(*) FROM jobs WHERE status = 'completed'"), RACE_JOBS);
 	/* FIFO: whenever a newer job Y started, every older job X whose
 	 * sistemas are a subset of Y's could have started too (Y's sistemas
 	 * were all free, and a slot was), so X must not start after Y. */
-	assert_int_equal(scalar(
-	    "SELECT count(*) FROM jobs jx JOIN jobs jy ON jy.id > jx.id "
-	    "WHERE jy.started_at < jx.started_at AND NOT EXISTS ("
-	    "  SELECT 1 FROM job_sistemas x WHERE x.job_id = jx.id AND x.sistema_id NOT IN "
-	    "  (SELECT sistema_id FROM job_sistemas y WHERE y.job_id = jy.id))"), 0);
+	assert_int_equal(
+	    scalar("SELECT count(*) FROM jobs jx JOIN jobs jy ON jy.id > jx.id "
+	           "WHERE jy.started_at < jx.started_at AND NOT EXISTS ("
+	           "  SELECT 1 FROM job_sistemas x WHERE x.job_id = jx.id AND x.sistema_id NOT IN "
+	           "  (SELECT sistema_id FROM job_sistemas y WHERE y.job_id = jy.id))"),
+	    0);
 	munmap(sh, sizeof(*sh));
 }
 

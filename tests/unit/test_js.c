@@ -82,7 +82,7 @@ utf8_validation(void **state)
 {
 	(void)state;
 	assert_true(utf8_valid("a\xc3\xa7\xe2\x82\xac\xf0\x9f\x98\x80", 10));
-	assert_false(utf8_valid("\xc0\x80", 2));     /* overlong NUL */
+	assert_false(utf8_valid("\xc0\x80", 2)); /* overlong NUL */
 	assert_false(utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
 	assert_false(utf8_valid("\xf4\x90\x80\x80", 4));
 	assert_false(utf8_valid("\xe2\x82", 2));
@@ -91,7 +91,7 @@ utf8_validation(void **state)
 static void
 sanitize_replaces_and_escapes(void **state)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 	(void)state;
 	assert_int_equal(utf8_sanitize(&b, "ok \xff\x1b[31m\t\xc3\xa7", 12, 100), 0);
 	assert_string_equal(b.data, "ok \xef\xbf\xbd\\x1b[31m\t\xc3\xa7");

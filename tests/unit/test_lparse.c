@@ -36,7 +36,9 @@ static void
 json_lines(void **state)
 {
 	(void)state;
-	P("{\"level\": \"info\", \"sistema\": \"amplis\", \"mensagem\": \"etapa 1\", \"progresso\": 33}", 0);
+	P("{\"level\": \"info\", \"sistema\": \"amplis\", \"mensagem\": \"etapa 1\", "
+	  "\"progresso\": 33}",
+	    0);
 	assert_string_equal(l.level, "INFO");
 	assert_string_equal(l.sistema, "amplis");
 	assert_string_equal(l.mensagem.data, "etapa 1");

@@ -17,7 +17,8 @@ sign_verify(void **state)
 	assert_string_equal(c.role, "admin");
 	assert_int_equal(c.exp, 4600);
 	assert_int_equal(tok_verify(secret, 32, t, strlen(t), 4600, &c), TOK_EXPIRED);
-	assert_int_equal(tok_verify("another-secret-0123456789abcdef!!", 32, t, strlen(t), 1001, &c),
+	assert_int_equal(
+	    tok_verify("another-secret-0123456789abcdef!!", 32, t, strlen(t), 1001, &c),
 	    TOK_BAD_SIGNATURE);
 	free(t);
 }

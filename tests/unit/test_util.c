@@ -62,7 +62,7 @@ validators(void **state)
 static void
 buffers_grow(void **state)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 	(void)state;
 	for (int i = 0; i < 1000; i++)
 		buf_printf(&b, "%d,", i);
