@@ -38,7 +38,7 @@ usage(void)
 	    "  user list | user del NAME | user passwd NAME [--password-stdin]\n"
 	    "  sistema put ID NOME [--descricao TEXT] [--inactive]\n"
 	    "  sistema list | sistema disable ID\n"
-	    "  job add SISTEMA... [--params JSON] [--by USER]\n"
+	    "  job add SISTEMA... [--params JSON] [--by USER] | job cancel JOB_ID\n"
 	    "  queue                                     jobs by status, running slots\n"
 	    "  requeue JOB_ID                            enqueue a finished job again\n"
 	    "  prune --days N                            delete finished jobs older than N days\n"
@@ -228,6 +228,30 @@ cmd_sistema(int argc, char **argv)
 	return 2;
 }
 
+/* Cancels a job as POST /api/jobs/{id}/cancel does (the worker stops a
+ * running one and publishes its events; a pending one ends here, unannounced). */
+static int
+job_cancel(const char *arg)
+{
+	enum jobq_cancel_result res;
+	struct job j;
+	int64_t id;
+
+	if (util_parse_i64(arg, 1, INT64_MAX, &id) == -1)
+		usage();
+	open_db();
+	check(jobq_cancel(db, id, &res, &j), "job cancel");
+	jobq_job_clear(&j);
+	if (res == JOBQ_CANCEL_FINISHED)
+		fatalx("job %lld has already finished", (long long)id);
+	char *dir = wake_dir_for(conf.wake_dir, conf.db_path);
+	wake_notify(dir);
+	free(dir);
+	printf("job %lld %s\n", (long long)id,
+	    res == JOBQ_CANCELLED_NOW ? "cancelled" : "asked to stop");
+	return 0;
+}
+
 static int
 cmd_job(int argc, char **argv)
 {
@@ -239,6 +263,8 @@ cmd_job(int argc, char **argv)
 	uint64_t mask;
 	char bad[65] = "";
 
+	if (argc == 2 && strcmp(argv[0], "cancel") == 0)
+		return job_cancel(argv[1]);
 	if (argc < 2 || strcmp(argv[0], "add") != 0)
 		usage();
 	for (int i = 1; i < argc; i++) {
