@@ -99,18 +99,25 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 		snprintf(err, errlen, "database %s: unreadable (%s)", path, sqlite3_errmsg(h));
 		goto fail;
 	}
-	/* WAL: readers never block the writer. Switching needs a moment without
-	 * other connections' transactions; the busy timeout covers that. */
-	rc = sqlite3_prepare_v2(h, "PRAGMA journal_mode=WAL", -1, &st, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		snprintf(
-		    err, errlen, "database %s: cannot set WAL mode (%s)", path, sqlite3_errmsg(h));
-		goto fail;
+	/* WAL: readers never block the writer. The mode is kept in the file, so
+	 * only the first program to open it switches; SQLite does not call the
+	 * busy handler for that switch, so several programs opening a new file
+	 * at once retry here, within the same busy timeout. */
+	for (int64_t start = util_mono_ms();;) {
+		rc = sqlite3_prepare_v2(h, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		st = NULL;
+		if (rc == SQLITE_ROW)
+			break;
+		if (db_map(rc) != DB_BUSY || util_mono_ms() - start > busy_ms) {
+			snprintf(err, errlen, "database %s: cannot set WAL mode (%s)", path,
+			    sqlite3_errmsg(h));
+			goto fail;
+		}
+		usleep(5000);
 	}
-	sqlite3_finalize(st);
-	st = NULL;
 	if (exec_simple(h, "PRAGMA foreign_keys=ON") != SQLITE_OK ||
 	    exec_simple(h, "PRAGMA synchronous=NORMAL") != SQLITE_OK ||
 	    /* Fewer, larger checkpoints: each one is an fsync. */

@@ -165,6 +165,8 @@ concurrent_first_open(void **state)
 	for (int i = 0; i < 6; i++)
 		if (fork() == 0) {
 			struct db *db = db_open(path, DB_OPEN_CREATE, 10000, err, sizeof(err));
+			if (db == NULL)
+				fprintf(stderr, "concurrent open: %s\n", err);
 			_exit(db ? 0 : 1);
 		}
 	int ok = 0, st;
