@@ -768,9 +768,11 @@ jobq_append_logs(struct db *db, const struct logline *lines, size_t n)
 	if ((rc = db_begin(db)) != DB_OK)
 		return rc;
 	STMT(st, q);
+	int64_t ts_ms = -1; /* lines of one read share a time: format it once */
 	for (size_t i = 0; i < n; i++) {
 		sqlite3_reset(st);
-		util_iso8601(lines[i].ts_ms, ts);
+		if (lines[i].ts_ms != ts_ms)
+			util_iso8601(ts_ms = lines[i].ts_ms, ts);
 		sqlite3_bind_int64(st, 1, lines[i].job_id);
 		sqlite3_bind_int64(st, 2, lines[i].seq);
 		sqlite3_bind_text(st, 3, ts, -1, SQLITE_TRANSIENT);

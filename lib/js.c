@@ -78,6 +78,22 @@ utf8_sanitize(struct buf *out, const char *s, size_t len, size_t max_out)
 		size_t k, tl;
 		unsigned char c = p[i];
 
+		/* Fast path: a run of printable ASCII (most log text) in one append. */
+		if (c >= 0x20 && c < 0x7f) {
+			size_t run = 1, room = max_out - (out->len - start);
+			while (i + run < len && p[i + run] >= 0x20 && p[i + run] < 0x7f)
+				run++;
+			if (out->len - start >= max_out)
+				room = 0;
+			if (run > room) {
+				buf_append(out, p + i, room);
+				buf_append(out, marker, sizeof(marker) - 1);
+				return 1;
+			}
+			buf_append(out, p + i, run);
+			i += run;
+			continue;
+		}
 		if (c >= 0x20 && c < 0x7f) {
 			tmp[0] = (char)c;
 			tl = 1;
