@@ -340,11 +340,22 @@ jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, str
 	static const char q_run[] =
 	    "UPDATE sistemas SET status = 'RUNNING', progresso = 0, mensagem = NULL "
 	    "WHERE id IN (SELECT sistema_id FROM job_sistemas WHERE job_id = ?)";
+	static const char q_any[] = "SELECT 1 FROM jobs WHERE status = 'pending' LIMIT 1";
 	sqlite3_stmt *st;
 	char now[UTIL_ISO_LEN];
 	enum db_rc rc;
 	int r, got = 0;
 
+	/* An empty queue is the common case on every poll and wake-up: see it
+	 * with a read, without taking the write lock from the API. */
+	if ((st = db_stmt(db, q_any)) == NULL)
+		return DB_ERROR;
+	r = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (r == SQLITE_DONE)
+		return 0;
+	if (r != SQLITE_ROW)
+		return db_map(r);
 	if ((rc = db_begin(db)) != DB_OK)
 		return rc;
 	now_iso(now, NULL);
