@@ -14,7 +14,11 @@ from harness import binary, free_port, wait_for
 from harness_web import ADMIN, ADMIN_PW, Fcgi, make_env, populate
 from test_api_badinput import CASES
 
-pytestmark = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed"),
+    # valgrind and AddressSanitizer do not run together: the SAN run has its own checks
+    pytest.mark.skipif(bool(os.environ.get("SAN")), reason="sanitizer build"),
+]
 
 
 def exercise(c, tokens):
