@@ -109,14 +109,28 @@ hauth_bootstrap_admin(struct api *api)
 		log_warnx("ETL_ADMIN_USER must match ^[A-Za-z0-9_.-]{1,64}$");
 		return -1;
 	}
+	/* Check and create under the write lock: a process that finds no admin
+	 * creates it before any other process (lighttpd starts several at once)
+	 * can see an empty table, answer /api/health and refuse the login. */
+	if ((rc = db_begin(api->db)) != DB_OK) {
+		log_warnx("first admin: cannot lock the database");
+		return -1;
+	}
 	rc = users_count_admins(api->db, &n);
 	if (rc != DB_OK) {
 		log_warnx("counting admins: %s", db_errmsg(api->db));
+		db_rollback(api->db);
 		return -1;
 	}
-	if (n > 0)
+	if (n > 0) {
+		db_rollback(api->db);
 		return 0;
+	}
 	rc = users_create(api->db, name, pass, ROLE_ADMIN);
+	if (rc == DB_OK)
+		rc = db_commit(api->db);
+	else
+		db_rollback(api->db);
 	if (rc == DB_CONFLICT) {
 		/* another process started at the same time made it, or the name
 		 * belongs to a non-admin account (left unchanged) */
