@@ -176,8 +176,9 @@ def _nv(k, v):
     return ln(len(k)) + ln(len(v)) + k + v
 
 
-class Fcgi:
-    """One FastCGI request per connection, to a unix socket path or (host, port)."""
+class Fcgi(HTTP):
+    """One FastCGI request per connection, to a unix socket path or (host,
+    port); get/post/login come from harness.HTTP, only the transport differs."""
 
     def __init__(self, addr):
         self.addr = addr
@@ -240,18 +241,6 @@ class Fcgi:
         except ValueError:
             js = None
         return status, hdrs, js, payload
-
-    def get(self, path, **kw):
-        return self.request("GET", path, **kw)
-
-    def post(self, path, body=None, **kw):
-        return self.request("POST", path, body=body, **kw)
-
-    def login(self, user, password):
-        st, _, js, _ = self.post("/api/auth/login", {"username": user, "password": password})
-        assert st == 200, (st, js)
-        self.token = js["access_token"]
-        return js
 
 
 # ---- populating a database through the API itself ----
