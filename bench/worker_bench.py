@@ -74,14 +74,16 @@ def bulk_enqueue(env, n, sistemas_cycle=8):
 
 def bench_latency(n=300):
     """t0 before the enqueue transaction (as etl-api: WAL, synchronous=NORMAL),
-    t1 after its wake datagram, t2 the pipeline's first instruction."""
+    tc when its COMMIT returned (the issue's "enqueue committed"), t1 after
+    its wake datagram, t2 the pipeline's first instruction. The headline p99
+    is tc -> t2; t0 -> t2 also counts the enqueue's own wait for the lock."""
     env = new_env(ETL_PIPELINE_CMD=os.path.join(BUILD, "bench", "worker_stamp_static"),
                   ETL_POLL_INTERVAL=60)
     try:
         hw.start_worker(env)
         con = sqlite3.connect(env.db, timeout=30, isolation_level=None)
         con.execute("PRAGMA synchronous=NORMAL")
-        total, worker = [], []
+        total, worker, committed = [], [], []
         for k in range(n):
             time.sleep(0.01)  # the worker is idle, in poll
             t0 = time.time_ns()
@@ -91,6 +93,7 @@ def bench_latency(n=300):
             jid = cur.lastrowid
             con.execute("INSERT INTO job_sistemas VALUES (?, 's0')", (jid,))
             con.execute("COMMIT")
+            tc = time.time_ns()
             hw.wake(env)
             t1 = time.time_ns()
             row = wait_for(lambda: con.execute(
@@ -98,11 +101,14 @@ def bench_latency(n=300):
                 timeout=10, interval=0.001, what="stamp")
             t2 = int(row[0][2:])
             total.append((t2 - t0) / 1e6)
+            committed.append((t2 - tc) / 1e6)
             worker.append((t2 - t1) / 1e6)
             wait_for(lambda: con.execute("SELECT status FROM jobs WHERE id = ?",
                                          (jid,)).fetchone()[0] != "running", interval=0.001)
-        out("dispatch_latency_ms", n=n, p50=round(pct(total, 50), 3), p99=round(pct(total, 99), 3),
-            max=round(max(total), 3), wake_to_start_p50=round(pct(worker, 50), 3),
+        out("dispatch_latency_ms", n=n, p50=round(pct(committed, 50), 3),
+            p99=round(pct(committed, 99), 3), max=round(max(committed), 3),
+            from_enqueue_start_p50=round(pct(total, 50), 3),
+            from_enqueue_start_p99=round(pct(total, 99), 3), wake_to_start_p50=round(pct(worker, 50), 3),
             wake_to_start_p99=round(pct(worker, 99), 3), loadavg=load(), target_p99=10)
     finally:
         env.close()

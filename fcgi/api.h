@@ -31,7 +31,6 @@ struct api {
 	char *wake_dir; /* malloc'd */
 	int64_t started_ms;
 	int64_t requests; /* served by this process */
-	int64_t busy_since; /* mono ms: when the current wait for a lock began */
 };
 
 #define REQ_MAX_SEGS 8

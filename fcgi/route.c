@@ -124,29 +124,6 @@ find(struct req *r)
 	return NULL;
 }
 
-/*
- * SQLite's own busy timeout sleeps in steps that grow to 100 ms, so a
- * request that meets another process's short write transaction often
- * waits far longer than the lock was held. Writers here hold the lock
- * for well under a millisecond: poll finely (0.1 ms, then 1 ms) up to the
- * same ETL_DB_BUSY_TIMEOUT. Runs inside sqlite3_step on this process's
- * connection.
- */
-static int
-busy_wait(void *arg, int n)
-{
-	struct api *api = arg;
-	struct timespec ts = { 0, n < 20 ? 100000L : 1000000L };
-	int64_t now = util_mono_ms();
-
-	if (n == 0)
-		api->busy_since = now;
-	if (now - api->busy_since >= api->conf.db_busy_timeout)
-		return 0; /* give up: DB_BUSY, a 503 with Retry-After */
-	(void)nanosleep(&ts, NULL);
-	return 1;
-}
-
 int
 route_db_ensure(struct api *api)
 {
@@ -160,8 +137,6 @@ route_db_ensure(struct api *api)
 		log_warnx("database %s: %s", api->conf.db_path, err);
 		return -1;
 	}
-	if (sqlite3_busy_handler(db_sqlite(api->db), busy_wait, api) != SQLITE_OK)
-		log_warnx("sqlite3_busy_handler failed: keeping the busy timeout");
 	return 0;
 }
 
