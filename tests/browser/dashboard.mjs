@@ -288,7 +288,8 @@ scenarios.execute = async (b) => {
     if (st === 'Em execução') {
       if (!seenLines.length) {
         // The pool panel shows the job in a slot with its elapsed time.
-        assert.equal(await page.locator('#pool-mode').textContent(), 'Modo pool · 2 workers');
+        // (the pool panel loads on its own request: wait for it, do not race it)
+        await page.locator('#pool-mode', { hasText: 'Modo pool · 2 workers' }).waitFor({ timeout: 10000 });
         const slot = page.locator('#pool-slots .slot.busy', { hasText: `Job #${jobId}` });
         await slot.waitFor({ timeout: 5000 });
         assert.match(await slot.locator('.slot-time').textContent(), /^\d\d:\d\d:\d\d$/);
