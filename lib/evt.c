@@ -60,8 +60,10 @@ evt_job_complete(int64_t job_id, const char *status, double duracao_segundos)
 
 	json_object_object_add(p, "job_id", json_object_new_int64(job_id));
 	json_object_object_add(p, "status", json_object_new_string(status));
-	json_object_object_add(p, "duracao_segundos",
-	    json_object_new_double(round(duracao_segundos * 1000.0) / 1000.0));
+	char d[32];
+	util_fmt_seconds(llround(duracao_segundos * 1000.0), d);
+	json_object_object_add(
+	    p, "duracao_segundos", json_object_new_double_s(duracao_segundos, d));
 	return wrap("job_complete", p);
 }
 

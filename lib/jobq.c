@@ -8,7 +8,6 @@
 #include "jobq.h"
 
 #include <json-c/json.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,17 +146,6 @@ job_from_row(sqlite3_stmt *st, struct job *j)
 	j->cancel_requested = sqlite3_column_int(st, 12);
 }
 
-/* Seconds with at most 3 decimals and no float noise ("1.235", "12.0"):
- * the one spelling of duracao_segundos in every response and event. */
-static void
-fmt_duration(int64_t ms, char out[32])
-{
-	snprintf(out, 32, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
-	size_t n = strlen(out);
-	while (n > 0 && out[n - 1] == '0' && out[n - 2] != '.')
-		out[--n] = '\0';
-}
-
 struct json_object *
 jobq_job_json(const struct job *j)
 {
@@ -177,7 +165,7 @@ jobq_job_json(const struct job *j)
 	json_object_object_add(o, "finished_at", js_time_or_null(j->finished_ms));
 	if (j->started_ms >= 0 && j->finished_ms >= j->started_ms) {
 		char d[32];
-		fmt_duration(j->finished_ms - j->started_ms, d);
+		util_fmt_seconds(j->finished_ms - j->started_ms, d);
 		json_object_object_add(o, "duracao_segundos",
 		    json_object_new_double_s((double)(j->finished_ms - j->started_ms) / 1000.0, d));
 	} else
@@ -954,7 +942,7 @@ job_row_text(struct buf *b, sqlite3_stmt *st)
 	int64_t started = col_time(st, 5), finished = col_time(st, 6);
 	if (started >= 0 && finished >= started) {
 		char d[32];
-		fmt_duration(finished - started, d);
+		util_fmt_seconds(finished - started, d);
 		buf_printf(b, ",\"duracao_segundos\":%s", d);
 	} else {
 		buf_puts(b, ",\"duracao_segundos\":null");

@@ -255,6 +255,15 @@ util_parse_iso8601(const char *s)
 	return (int64_t)t * 1000 + ms;
 }
 
+void
+util_fmt_seconds(int64_t ms, char out[32])
+{
+	snprintf(out, 32, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
+	size_t n = strlen(out);
+	while (n > 2 && out[n - 1] == '0' && out[n - 2] != '.')
+		out[--n] = '\0';
+}
+
 int
 util_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 {

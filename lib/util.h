@@ -53,6 +53,10 @@ void util_iso8601(int64_t ms, char out[UTIL_ISO_LEN]);
  * legacy database has it). Returns ms since the epoch, or -1 if malformed. */
 int64_t util_parse_iso8601(const char *s);
 
+/* Writes ms as seconds with at most 3 decimals and no float noise
+ * ("1.235", "12.0"): the one spelling of a duration in responses and events. */
+void util_fmt_seconds(int64_t ms, char out[32]);
+
 /* Strict decimal integer parse of the whole string into [min, max]. Returns 0 or -1. */
 int util_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 

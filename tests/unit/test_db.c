@@ -12,6 +12,15 @@
 #define FIXTURES "../shared/fixtures"
 #endif
 
+/* A database as the original dashboard left it (the shared fixture). */
+static void
+make_legacy(const char *path)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "sqlite3 %s < %s/legacy-v1.sql", path, FIXTURES);
+	assert_int_equal(system(cmd), 0);
+}
+
 static int64_t
 count(struct db *db, const char *sql)
 {
@@ -44,11 +53,10 @@ fresh_database(void **state)
 static void
 legacy_migrated_in_place(void **state)
 {
-	char path[64], err[256], cmd[512];
+	char path[64], err[256];
 	(void)state;
 	unit_tmpdb(path, sizeof(path));
-	snprintf(cmd, sizeof(cmd), "sqlite3 %s < %s/legacy-v1.sql", path, FIXTURES);
-	assert_int_equal(system(cmd), 0);
+	make_legacy(path);
 	struct db *db = db_open(path, 0, 1000, err, sizeof(err));
 	assert_non_null(db);
 	assert_int_equal(count(db, "SELECT count(*) FROM jobs"), 5);
@@ -111,14 +119,13 @@ corrupt_file_refused(void **state)
 static void
 unwritable_refused_without_half_migration(void **state)
 {
-	char path[64], err[256], cmd[512];
+	char path[64], err[256];
 	(void)state;
 	if (geteuid() == 0) {
 		/* root ignores file modes: make it read-only through SQLite instead */
 	}
 	unit_tmpdb(path, sizeof(path));
-	snprintf(cmd, sizeof(cmd), "sqlite3 %s < %s/legacy-v1.sql", path, FIXTURES);
-	assert_int_equal(system(cmd), 0);
+	make_legacy(path);
 	/* A read-only open (what an unwritable file gives) cannot migrate. */
 	sqlite3 *h;
 	assert_int_equal(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
@@ -205,12 +212,11 @@ full_disk_is_reported(void **state)
 static void
 full_disk_mid_migration_rolls_back(void **state)
 {
-	char path[64], err[256], cmd[512];
+	char path[64], err[256];
 	sqlite3 *h;
 	(void)state;
 	unit_tmpdb(path, sizeof(path));
-	snprintf(cmd, sizeof(cmd), "sqlite3 %s < %s/legacy-v1.sql", path, FIXTURES);
-	assert_int_equal(system(cmd), 0);
+	make_legacy(path);
 	assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
 	/* The file may not grow past its current size: the migration's new
 	 * tables and indexes hit SQLITE_FULL part way through. */
