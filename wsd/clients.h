@@ -36,6 +36,7 @@ struct clients_stats {
 	uint64_t clients; /* authorised open connections (gauge) */
 	uint64_t connections; /* websocket connections accepted, total */
 	uint64_t deliveries; /* frames written to clients */
+	uint64_t writes; /* sends to clients (several frames coalesce in one) */
 	uint64_t slow_closes; /* closed 4008 */
 	uint64_t expired_closes; /* closed 4001 */
 	uint64_t inbound_closes; /* closed 1009: inbound frame over 4 KiB */

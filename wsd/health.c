@@ -73,6 +73,8 @@ health_render_metrics(struct health *h, struct buf *b)
 	counter(
 	    b, "etl_wsd_messages_in_total", "Valid messages received from Redis.", rs.messages_in);
 	counter(b, "etl_wsd_deliveries_total", "Frames written to clients.", cs.deliveries);
+	counter(b, "etl_wsd_writes_total", "Sends to clients (frames to one client coalesce).",
+	    cs.writes);
 	buf_puts(b, "# HELP etl_wsd_messages_dropped_total Redis messages dropped, by reason.\n"
 	            "# TYPE etl_wsd_messages_dropped_total counter\n");
 	for (i = 0; i < RELAY_DROP__MAX; i++)
