@@ -111,7 +111,9 @@ def test_unix_socket_listener(env):
                   env={"REDIS_ENABLED": "true", "REDIS_URL": url})
     wait_for(lambda: os.path.exists(sock) or not p.alive(), what="wsd unix socket")
     assert p.alive(), p.log()
-    assert os.stat(sock).st_mode & 0o777 == 0o666
+    # lws makes the socket, etl-wsd then chmods it: the file shows first
+    wait_for(lambda: os.stat(sock).st_mode & 0o777 == 0o666, timeout=5,
+             what="socket mode 0666")
     r = hw.Redis(url)
 
     def health():
