@@ -135,8 +135,15 @@ class WsdTarget:
     def publish(self, event):
         self.r.publish(event)
 
+    def mark(self):
+        self.w0 = self.w.metric("etl_wsd_writes_total")
+
     def extra(self, res):
-        """etl-wsd's own view: its relay-latency histogram, slow closes."""
+        """etl-wsd's own view: sends (frames to one client coalesce into one
+        when it lags), its relay-latency histogram, slow closes."""
+        writes = self.w.metric("etl_wsd_writes_total") - self.w0
+        res["writes"] = int(writes)
+        res["server_cpu_us_per_write"] = round(res["server_cpu_s"] * 1e6 / max(writes, 1), 3)
         if res["bench"] == "latency":
             res["wsd_internal_p50_le_s"] = hist_quantile(self.w, 0.5)
             res["wsd_internal_p99_le_s"] = hist_quantile(self.w, 0.99)
@@ -315,6 +322,9 @@ class NchanTarget:
     def publish(self, event):
         self.pub.post(frame_of(event))
 
+    def mark(self):
+        pass
+
     def extra(self, res):
         pass
 
@@ -365,6 +375,7 @@ def fanout(kind, n_clients=1000, n_msgs=2000, procs=2):
         wait_for(lambda: t.subscribers() >= n_clients, timeout=60,
                  what=f"{n_clients} clients")
         pids = t.pids()
+        t.mark()
         c0, r0 = cpu_of(pids), cpu_s(t.redis_pid)
         msgs = [hw.event("log", **dict(PAYLOAD, seq=i)) for i in range(n_msgs)]
         t0 = time.monotonic()
@@ -410,6 +421,7 @@ def latency(kind, n_clients, rate=100, seconds=10, procs=1):
         wait_for(lambda: t.subscribers() >= n_clients, timeout=60,
                  what=f"{n_clients} clients")
         pids = t.pids()
+        t.mark()
         c0, r0 = cpu_of(pids), cpu_s(t.redis_pid)
         q0 = sum(sched_wait_s(p) for p in pids)
         t_next = time.monotonic()
