@@ -63,10 +63,9 @@ def bulk_enqueue(env, n, sistemas_cycle=8):
     con.execute("BEGIN IMMEDIATE")
     for k in range(n):
         s = f"s{k % sistemas_cycle}"
-        cur = con.execute("INSERT INTO jobs (tipo, status, created_at, sistemas, created_by) "
-                          "VALUES ('execucao', 'pending', ?, ?, 'bench')",
-                          (hw.iso_now(), json.dumps([s])))
-        con.execute("INSERT INTO job_sistemas VALUES (?, ?)", (cur.lastrowid, s))
+        con.execute("INSERT INTO jobs (tipo, status, created_at, sistemas, created_by) "
+                    "VALUES ('execucao', 'pending', ?, ?, 'bench')",
+                    (hw.iso_now(), json.dumps([s])))
     con.execute("COMMIT")
     con.close()
     hw.wake(env)
@@ -91,7 +90,6 @@ def bench_latency(n=300):
             cur = con.execute("INSERT INTO jobs (tipo, status, created_at, sistemas) "
                               "VALUES ('execucao', 'pending', ?, '[\"s0\"]')", (hw.iso_now(),))
             jid = cur.lastrowid
-            con.execute("INSERT INTO job_sistemas VALUES (?, 's0')", (jid,))
             con.execute("COMMIT")
             tc = time.time_ns()
             hw.wake(env)

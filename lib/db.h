@@ -49,9 +49,24 @@ sqlite3_stmt *db_stmt(struct db *db, const char *sql);
 /* Maps a sqlite3 result code to enum db_rc (SQLITE_OK/ROW/DONE -> DB_OK). */
 enum db_rc db_map(int sqlite_rc);
 
+/* The WAL is copied back into the database by db_checkpoint, which
+ * etl-worker calls every DB_CHECKPOINT_INTERVAL_MS; every connection also
+ * checkpoints at commit once the WAL holds 16,000 pages (64 MiB; the safety
+ * net when no worker runs), and a WAL file longer than 64 MiB is cut back
+ * to that after a checkpoint (db_open's pragmas). */
+#define DB_CHECKPOINT_INTERVAL_MS 1000
+
+/* A passive checkpoint: copies what it can without waiting for readers or
+ * writers. *wal_frames and *copied (either may be NULL) get the WAL's
+ * length and how much of it is now in the database. Returns enum db_rc. */
+enum db_rc db_checkpoint(struct db *db, int *wal_frames, int *copied);
+
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK. begin and commit return enum db_rc;
- * rollback is safe to call when no transaction is open. */
+ * rollback is safe to call when no transaction is open. db_begin_read opens
+ * a read transaction (BEGIN): several reads see one snapshot; end it with
+ * db_rollback. */
 enum db_rc db_begin(struct db *db);
+enum db_rc db_begin_read(struct db *db);
 enum db_rc db_commit(struct db *db);
 void db_rollback(struct db *db);
 

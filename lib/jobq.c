@@ -1,9 +1,13 @@
 /*
  * jobq: the job queue's SQL. Every write is one BEGIN IMMEDIATE
- * transaction that reads the clock inside it, so created_at order equals
- * commit order across processes and FIFO by (created_at, id) holds. The
- * acquire is a single UPDATE ... WHERE id = (SELECT ...) RETURNING, so no
- * two workers can take the same job.
+ * transaction. FIFO is id order: ids come from AUTOINCREMENT inside the
+ * write lock, so they follow commit order across processes and are never
+ * reused. The acquire is a single UPDATE ... WHERE id = (SELECT ...)
+ * RETURNING, so no two workers can take the same job.
+ *
+ * Each index on jobs costs a WAL frame in every write (schema/003): the
+ * queries lean on idx_jobs_status_slot, idx_jobs_created and the rowid,
+ * and a job's sistemas are read from jobs.sistemas with json_each.
  */
 #include "jobq.h"
 
@@ -216,12 +220,10 @@ jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *p
 	static const char q_ins[] = "INSERT INTO jobs (tipo, params, status, created_at, sistemas, "
 	                            "created_by, idempotency_key) "
 	                            "VALUES ('execucao', ?, 'pending', ?, ?, ?, ?)";
-	static const char q_js[] = "INSERT INTO job_sistemas (job_id, sistema_id) VALUES (?, ?)";
 	static const char q_pend[] =
 	    "UPDATE sistemas SET status = 'PENDING', progresso = 0, mensagem = NULL "
-	    "WHERE id = ?1 AND status <> 'PENDING' AND NOT EXISTS (SELECT 1 FROM jobs j CROSS JOIN "
-	    "job_sistemas js "
-	    "ON js.job_id = j.id AND js.sistema_id = ?1 WHERE j.status = 'running')";
+	    "WHERE id = ?1 AND status <> 'PENDING' AND NOT EXISTS (SELECT 1 FROM jobs j, "
+	    "json_each(j.sistemas) e WHERE j.status = 'running' AND e.value = ?1)";
 	sqlite3_stmt *st;
 	char now[UTIL_ISO_LEN];
 	enum db_rc rc;
@@ -282,10 +284,6 @@ jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *p
 	CHECK(step_done(db, st));
 	*job_id = sqlite3_last_insert_rowid(db_sqlite(db));
 	for (size_t i = 0; i < n; i++) {
-		STMT(st, q_js);
-		sqlite3_bind_int64(st, 1, *job_id);
-		db_bind_text(st, 2, sistemas[i]);
-		CHECK(step_done(db, st));
 		STMT(st, q_pend);
 		db_bind_text(st, 1, sistemas[i]);
 		CHECK(step_done(db, st));
@@ -302,10 +300,11 @@ fail:
 }
 
 /*
- * The exclusivity test walks from the running jobs (a handful, through
- * idx_jobs_status_slot) to their sistemas, never from a sistema to all its
- * jobs: that grows with history and made each acquire O(jobs). CROSS JOIN
- * pins that order for SQLite's planner.
+ * The candidate is the first pending job in id order (idx_jobs_status_slot:
+ * a pending job's worker_slot is NULL, so the index holds them in rowid
+ * order). The exclusivity test walks from the running jobs (a handful,
+ * through the same index) to their sistemas, never from a sistema to all
+ * its jobs: that would grow with history.
  */
 int
 jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, struct job *out)
@@ -317,17 +316,18 @@ jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, str
 	    "cancel_requested = 0, "
 	    "worker_slot = (SELECT min(n) FROM slots WHERE n NOT IN (SELECT worker_slot FROM jobs "
 	    "  WHERE status = 'running' AND worker_slot IS NOT NULL)) "
-	    "WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'pending' AND (?4 = 0 OR NOT "
-	    "EXISTS "
-	    "  (SELECT 1 FROM jobs r CROSS JOIN job_sistemas b ON b.job_id = r.id "
-	    "   CROSS JOIN job_sistemas a ON a.job_id = j.id AND a.sistema_id = b.sistema_id "
+	    "WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'pending' AND j.worker_slot IS "
+	    "NULL "
+	    "  AND (?4 = 0 OR NOT EXISTS "
+	    "  (SELECT 1 FROM jobs r CROSS JOIN json_each(r.sistemas) b "
+	    "   CROSS JOIN json_each(j.sistemas) a ON a.value = b.value "
 	    "   WHERE r.status = 'running')) "
-	    "  ORDER BY j.created_at, j.id LIMIT 1) "
+	    "  ORDER BY j.id LIMIT 1) "
 	    "AND (SELECT count(*) FROM jobs WHERE status = 'running') < ?3 "
 	    "RETURNING " JOB_COLS;
 	static const char q_run[] =
 	    "UPDATE sistemas SET status = 'RUNNING', progresso = 0, mensagem = NULL "
-	    "WHERE id IN (SELECT sistema_id FROM job_sistemas WHERE job_id = ?)";
+	    "WHERE id IN (SELECT value FROM jobs, json_each(jobs.sistemas) WHERE jobs.id = ?)";
 	static const char q_any[] = "SELECT 1 FROM jobs WHERE status = 'pending' LIMIT 1";
 	sqlite3_stmt *st;
 	char now[UTIL_ISO_LEN];
@@ -469,10 +469,9 @@ jobq_cancel(struct db *db, int64_t id, enum jobq_cancel_result *res, struct job 
 	/* Its sistemas that wait only for this job are idle again. */
 	static const char q_idle[] =
 	    "UPDATE sistemas SET status = 'IDLE', progresso = 0 WHERE status = 'PENDING' "
-	    "AND id IN (SELECT sistema_id FROM job_sistemas WHERE job_id = ?1) "
-	    "AND NOT EXISTS (SELECT 1 FROM job_sistemas js JOIN jobs j ON j.id = js.job_id "
-	    "  WHERE js.sistema_id = sistemas.id AND j.id <> ?1 AND j.status IN ('pending', "
-	    "'running'))";
+	    "AND id IN (SELECT value FROM jobs, json_each(jobs.sistemas) WHERE jobs.id = ?1) "
+	    "AND NOT EXISTS (SELECT 1 FROM jobs j, json_each(j.sistemas) e "
+	    "  WHERE j.status IN ('pending', 'running') AND j.id <> ?1 AND e.value = sistemas.id)";
 	static const char q_req[] =
 	    "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'";
 	sqlite3_stmt *st;
@@ -551,8 +550,8 @@ close_selected(struct db *db, sqlite3_stmt *sel, const char *reason, int64_t *id
 	                              "WHERE id = ? AND status = 'running'";
 	static const char q_sist[] =
 	    "UPDATE sistemas SET status = 'ERROR', mensagem = ?, ultima_execucao = ? "
-	    "WHERE status = 'RUNNING' AND id IN (SELECT sistema_id FROM job_sistemas WHERE job_id "
-	    "= ?)";
+	    "WHERE status = 'RUNNING' AND id IN (SELECT value FROM jobs, json_each(jobs.sistemas) "
+	    "WHERE jobs.id = ?)";
 	int64_t found[256];
 	int nf = 0, r, total = 0;
 	char now[UTIL_ISO_LEN];
@@ -840,8 +839,8 @@ jobq_logs_text(struct db *db, int64_t job_id, int64_t after, int limit, struct b
 
 	buf_reset(out);
 	/* One read transaction, so the existence check and the page agree. */
-	if (sqlite3_exec(db_sqlite(db), "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-		return db_map(sqlite3_errcode(db_sqlite(db)));
+	if ((rc = db_begin_read(db)) != DB_OK)
+		return rc;
 	if ((rc = job_exists(db, job_id)) != DB_OK)
 		goto out;
 	if ((st = db_stmt(db, q)) == NULL) {
@@ -965,10 +964,18 @@ job_row_text(struct buf *b, sqlite3_stmt *st)
 enum db_rc
 jobq_list_text(struct db *db, int status, int limit, int offset, struct buf *out)
 {
+	/* Newest first by created_at (schema/003). All jobs and the finished
+	 * states walk idx_jobs_created backwards and stop after offset+limit
+	 * matches (a finished state is most of the table); the queued and
+	 * running ones come from idx_jobs_status_slot and are sorted. */
 	static const char q_all[] = "SELECT " JOB_TEXT_COLS " FROM jobs "
 	                            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
-	static const char q_st[] = "SELECT " JOB_TEXT_COLS " FROM jobs WHERE status = ? "
-	                           "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
+	static const char q_done[] = "SELECT " JOB_TEXT_COLS " FROM jobs INDEXED BY "
+	                             "idx_jobs_created WHERE status = ? "
+	                             "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
+	static const char q_live[] = "SELECT " JOB_TEXT_COLS " FROM jobs INDEXED BY "
+	                             "idx_jobs_status_slot WHERE status = ? "
+	                             "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
 	static const char c_all[] = "SELECT count(*) FROM jobs";
 	static const char c_st[] = "SELECT count(*) FROM jobs WHERE status = ?";
 	sqlite3_stmt *st, *ct;
@@ -976,9 +983,14 @@ jobq_list_text(struct db *db, int status, int limit, int offset, struct buf *out
 	enum db_rc rc;
 
 	buf_reset(out);
-	if (sqlite3_exec(db_sqlite(db), "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-		return db_map(sqlite3_errcode(db_sqlite(db)));
-	st = db_stmt(db, status < 0 ? q_all : q_st);
+	if ((rc = db_begin_read(db)) != DB_OK)
+		return rc;
+	if (status < 0)
+		st = db_stmt(db, q_all);
+	else if (status == JOB_PENDING || status == JOB_RUNNING)
+		st = db_stmt(db, q_live);
+	else
+		st = db_stmt(db, q_done);
 	ct = db_stmt(db, status < 0 ? c_all : c_st);
 	if (st == NULL || ct == NULL) {
 		rc = DB_ERROR;
@@ -1090,11 +1102,15 @@ jobq_duration_hist(struct db *db, const double *bounds, size_t nb, int64_t *buck
 enum db_rc
 jobq_prune(struct db *db, int64_t cutoff_ms, int64_t *deleted)
 {
+	/* The newest job always stays: a new id is max(id) + 1 (schema/003), so
+	 * deleting it would give its id again. */
 	static const char q_logs[] =
 	    "DELETE FROM job_logs WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
-	    "('completed', 'error', 'cancelled') AND finished_at < ?)";
+	    "('completed', 'error', 'cancelled') AND finished_at < ?1 "
+	    "AND id < (SELECT max(id) FROM jobs))";
 	static const char q_jobs[] = "DELETE FROM jobs WHERE status IN ('completed', 'error', "
-	                             "'cancelled') AND finished_at < ?";
+	                             "'cancelled') AND finished_at < ?1 "
+	                             "AND id < (SELECT max(id) FROM jobs)";
 	sqlite3_stmt *st;
 	char cutoff[UTIL_ISO_LEN];
 	enum db_rc rc;

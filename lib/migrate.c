@@ -124,8 +124,51 @@ why(sqlite3 *h, int rc)
 	}
 }
 
+/* 1 when a foreign key is broken (PRAGMA foreign_key_check found a row),
+ * 0 when none is, -1 on error. */
+static int
+foreign_keys_broken(sqlite3 *h)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(h, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int apply_steps(sqlite3 *h, char *err, size_t errlen);
+
+/*
+ * Steps run with foreign keys off (SQLite's procedure for rebuilding a
+ * table: with them on, dropping the old jobs would cascade into
+ * job_logs), and each step checks them before it commits. The pragma is a
+ * no-op inside a transaction, so it is set around the steps.
+ */
 int
 migrate_apply(sqlite3 *h, char *err, size_t errlen)
+{
+	int v = migrate_version(h), r, fk = 0;
+	sqlite3_stmt *st;
+
+	if (v >= 0 && v < migrate_latest()) {
+		if (sqlite3_prepare_v2(h, "PRAGMA foreign_keys", -1, &st, NULL) == SQLITE_OK) {
+			fk = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+			sqlite3_finalize(st);
+		}
+		if (fk)
+			sqlite3_exec(h, "PRAGMA foreign_keys=OFF", NULL, NULL, NULL);
+	}
+	r = apply_steps(h, err, errlen);
+	if (fk)
+		sqlite3_exec(h, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+	return r;
+}
+
+static int
+apply_steps(sqlite3 *h, char *err, size_t errlen)
 {
 	int latest = migrate_latest();
 
@@ -165,6 +208,11 @@ migrate_apply(sqlite3 *h, char *err, size_t errlen)
 		for (size_t i = 0; i < UTIL_ARRAY_LEN(hooks); i++)
 			if (hooks[i].version == v + 1 && hooks[i].fn(h, err, errlen) == -1)
 				goto rollback;
+		if (foreign_keys_broken(h) != 0) {
+			snprintf(err, errlen,
+			    "migration to version %d failed: it breaks a foreign key", v + 1);
+			goto rollback;
+		}
 		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
 		if ((rc = sqlite3_exec(h, pragma, NULL, NULL, NULL)) != SQLITE_OK ||
 		    (rc = sqlite3_exec(h, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {

@@ -42,6 +42,7 @@ usage(void)
 	    "  queue                                     jobs by status, running slots\n"
 	    "  requeue JOB_ID                            enqueue a finished job again\n"
 	    "  prune --days N                            delete finished jobs older than N days\n"
+	    "                                            (never the newest job: ids are not reused)\n"
 	    "  token USER                                print a fresh access token\n"
 	    "  config example                            print .env.example\n");
 	exit(2);

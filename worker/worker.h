@@ -100,6 +100,7 @@ struct worker {
 	int64_t next_lease; /* ms (mono) */
 	int64_t next_sweep;
 	int64_t next_poll;
+	int64_t next_checkpoint; /* ms (mono): db_checkpoint */
 	int64_t retry_at; /* ms (mono): DB busy, retry acquire/finish then; 0 none */
 	int64_t jobs_started;
 	int64_t jobs_finished;

@@ -144,7 +144,7 @@ def db_fingerprint(env):
     con = sqlite3.connect(env.db, timeout=10)
     try:
         h = hashlib.sha256()
-        for t in ("jobs", "job_sistemas", "job_logs", "sistemas", "users"):
+        for t in ("jobs", "job_logs", "sistemas", "users"):
             for row in con.execute(f"SELECT * FROM {t} ORDER BY 1, 2"):
                 h.update(repr(row).encode())
         return h.hexdigest()

@@ -84,10 +84,9 @@ def enqueue(env, *sistemas, params=None, use_sql=False, wake_up=True):
             (json.dumps(params) if params is not None else None, iso_now(), json.dumps(list(sistemas))))
         jid = cur.lastrowid
         for s in sistemas:
-            con.execute("INSERT INTO job_sistemas (job_id, sistema_id) VALUES (?, ?)", (jid, s))
             con.execute("UPDATE sistemas SET status = 'PENDING', progresso = 0, mensagem = NULL "
-                        "WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM job_sistemas js JOIN jobs j "
-                        "ON j.id = js.job_id WHERE js.sistema_id = ?1 AND j.status = 'running')", (s,))
+                        "WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM jobs j, json_each(j.sistemas) e "
+                        "WHERE e.value = ?1 AND j.status = 'running')", (s,))
         con.execute("COMMIT")
     finally:
         con.close()

@@ -70,10 +70,25 @@ legacy_migrated_in_place(void **state)
 	                           "level = 'ERROR' AND sistema = 'maps'"),
 	    1);
 	assert_int_equal(count(db, "SELECT count(*) FROM jobs WHERE created_at LIKE '%Z'"), 5);
-	assert_int_equal(count(db, "SELECT count(*) FROM job_sistemas WHERE job_id = 4"), 2);
+	assert_int_equal(count(db, "SELECT json_array_length(sistemas) FROM jobs WHERE id = 4"), 2);
 	/* the unparseable legacy params are kept as they were */
 	assert_int_equal(
 	    count(db, "SELECT count(*) FROM jobs WHERE params = 'not json at all'"), 1);
+	/* 003 rebuilt jobs: the same ids, no AUTOINCREMENT, foreign keys back on
+	 * and whole (the rebuild did not cascade into job_logs), the index API.md
+	 * names still there */
+	assert_int_equal(count(db, "SELECT sum(id) FROM jobs"), 1 + 2 + 3 + 4 + 5);
+	assert_int_equal(count(db, "SELECT count(*) FROM sqlite_master WHERE name = 'jobs' AND sql "
+	                           "LIKE '%AUTOINCREMENT%'"),
+	    0);
+	assert_int_equal(count(db, "PRAGMA foreign_keys"), 1);
+	assert_int_equal(count(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+	assert_int_equal(count(db, "SELECT count(*) FROM pragma_foreign_key_list('job_logs') WHERE "
+	                           "\"table\" = 'jobs'"),
+	    1);
+	assert_int_equal(count(db, "SELECT count(*) FROM pragma_index_list('jobs') WHERE name = "
+	                           "'idx_jobs_status_slot'"),
+	    1);
 	db_close(db);
 	/* twice: nothing changes */
 	db = db_open(path, 0, 1000, err, sizeof(err));
