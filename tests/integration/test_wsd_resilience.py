@@ -58,6 +58,69 @@ def test_stalled_client_closed_others_miss_nothing(env):
     assert w.proc.alive()
 
 
+def read_frames(sock, n, timeout=20):
+    """Reads n server frames (unmasked) off a raw socket; returns the text
+    payloads in order, skipping pings."""
+    sock.setblocking(True)
+    sock.settimeout(timeout)
+    buf, out = b"", []
+    while len(out) < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"closed after {len(out)} of {n} frames")
+        buf += chunk
+        while len(buf) >= 2:
+            op, ln, h = buf[0], buf[1] & 0x7F, 2
+            assert buf[1] & 0x80 == 0, "server frames are never masked"
+            if ln == 126:
+                if len(buf) < 4:
+                    break
+                ln, h = int.from_bytes(buf[2:4], "big"), 4
+            elif ln == 127:
+                if len(buf) < 10:
+                    break
+                ln, h = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < h + ln:
+                break
+            if op == 0x81:
+                out.append(buf[h:h + ln].decode())
+            else:
+                assert op == 0x89, f"unexpected opcode {op:#x}"
+            buf = buf[h + ln:]
+    return out
+
+
+def test_paused_reader_resumes_with_every_frame_intact(env):
+    """A client that stops reading until its socket is full (lws keeps the
+    rest of a short send) but stays under the backlog: when it reads again
+    it gets every frame, whole and in order, while another client is
+    written to at once all along (sends outside lws' writeable callback)."""
+    _, url = start_redis(env)
+    w = hw.start_wsd(env, url, extra_env={"WSD_MAX_BACKLOG": "4096"})
+    r = hw.Redis(url)
+    n, filler = 1500, "y" * 3000
+
+    async def main():
+        reader = await hw.connect(w.url(token=hw.make_token()))
+        paused = hw.RawClient(w.port, "/ws?token=" + hw.make_token())
+        assert paused.status == 101
+        wait_for(lambda: w.metric("etl_wsd_clients") == 2, what="2 clients")
+        got = []
+        for i in range(0, n, 50):
+            r.publish_many([hw.event("log", seq=j, pad=filler) for j in range(i, i + 50)])
+            got += await hw.recv_n(reader, 50, timeout=20)
+        frames = read_frames(paused.s, n)
+        await reader.close()
+        paused.close()
+        return got, frames
+
+    got, frames = hw.run(main())
+    assert [m["payload"]["seq"] for m in got] == list(range(n))
+    assert [json.loads(f)["payload"]["seq"] for f in frames] == list(range(n))
+    assert all(json.loads(f)["payload"]["pad"] == filler for f in frames)
+    assert w.metric("etl_wsd_slow_consumer_closes_total") == 0
+
+
 def test_redis_killed_and_restarted(env):
     rp, url = start_redis(env)
     w = hw.start_wsd(env, url)
