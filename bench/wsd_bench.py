@@ -143,7 +143,7 @@ class WsdTarget:
         when it lags), its relay-latency histogram, slow closes."""
         writes = self.w.metric("etl_wsd_writes_total") - self.w0
         res["writes"] = int(writes)
-        res["server_cpu_us_per_write"] = round(res["server_cpu_s"] * 1e6 / max(writes, 1), 3)
+        res["server_cpu_per_write_us"] = round(res["server_cpu_s"] * 1e6 / max(writes, 1), 3)
         if res["bench"] == "latency":
             res["wsd_internal_p50_le_s"] = hist_quantile(self.w, 0.5)
             res["wsd_internal_p99_le_s"] = hist_quantile(self.w, 0.99)
@@ -390,7 +390,7 @@ def fanout(kind, n_clients=1000, n_msgs=2000, procs=2):
                "complete_clients": sum(s["complete"] for s in ss),
                "deliveries_per_s": round(total / wall), "wall_s": round(wall, 3),
                "server_cpu_s": round(cpu, 3),
-               "server_cpu_us_per_delivery": round(cpu * 1e6 / max(total, 1), 3),
+               "server_cpu_per_delivery_us": round(cpu * 1e6 / max(total, 1), 3),
                "redis_cpu_s": round(cpu_s(t.redis_pid) - r0, 3),
                "loadgen_cpu_s": round(sum(s["cpu_user_s"] + s["cpu_sys_s"] for s in ss), 3)}
         t.extra(res)
@@ -480,7 +480,7 @@ def idle_rss(kind, n_clients=10000, procs=10):
 
 WORKLOADS = {
     "fanout": (lambda k: fanout(k), "fanout",
-               [("deliveries_per_s", "/s"), ("server_cpu_us_per_delivery", "us"),
+               [("deliveries_per_s", "/s"), ("server_cpu_per_delivery_us", "us"),
                 ("loadgen_cpu_s", "s")]),
     "latency1": (lambda k: latency(k, 1), "latency1",
                  [("p50_us", "us"), ("p99_us", "us"), ("max_us", "us")]),
