@@ -8,7 +8,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 : "${BUILD:=$(dirname "$here")/build}"
 export BUILD
-for b in etl-wsd wsclient; do
+for b in etl-wsd wsclient tcpfloor; do
 	[ -x "$BUILD/$b" ] || { echo "wsd.sh: $BUILD/$b missing: run make" >&2; exit 1; }
 done
 if [ "${WSD_BENCH_NCHAN:-1}" != 0 ] && ! sh "$here/nchan/install.sh"; then

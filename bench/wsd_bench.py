@@ -444,10 +444,25 @@ def latency(kind, n_clients, rate=100, seconds=10, procs=1):
                "redis_cpu_s": round(cpu_s(t.redis_pid) - r0, 3),
                "loadavg_1m": os.getloadavg()[0],
                "loadgen_cpu_s": round(sum(s["cpu_user_s"] + s["cpu_sys_s"] for s in ss), 3)}
+        res["loadgen_cpu_per_msg_us"] = round(res["loadgen_cpu_s"] * 1e6
+                                              / max(sum(s["messages"] for s in ss), 1), 3)
         t.extra(res)
         return res
     finally:
         t.close()
+
+
+def tcp_floor(conns=1000, rounds=300):
+    """The kernel's share: CPU per 200-byte send and receive on loopback TCP
+    with nothing else (build/tcpfloor), at the latency benchmark's pace."""
+    r = subprocess.run([os.path.join(os.environ["BUILD"], "tcpfloor"), "-c", str(conns),
+                        "-r", str(rounds), "-g", "10000", "-b", "200"],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise SystemExit("tcpfloor failed: " + r.stderr[-1000:])
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    res["bench"] = "tcp_floor"
+    return res
 
 
 def idle_rss(kind, n_clients=10000, procs=10):
@@ -515,6 +530,15 @@ def main():
             if ref is not None:
                 line += f" nchan {ref[key]}"
             print(line, flush=True)
+        if b == "latency1000":
+            # how far above the bare kernel cost etl-wsd's sends and the
+            # load generators' receives are (doc/wsd.md)
+            fl = tcp_floor()
+            print(json.dumps(fl), flush=True)
+            print(f"vs_floor.latency1000_server_cpu_per_write_us "
+                  f"{res['server_cpu_per_write_us']} us tcp_send {fl['send_cpu_us']}", flush=True)
+            print(f"vs_floor.latency1000_loadgen_cpu_per_msg_us "
+                  f"{res['loadgen_cpu_per_msg_us']} us tcp_recv {fl['recv_cpu_us']}", flush=True)
 
 
 if __name__ == "__main__":
