@@ -247,13 +247,34 @@ static const char sql_begin_read[] = "BEGIN";
 static const char sql_commit[] = "COMMIT";
 static const char sql_rollback[] = "ROLLBACK";
 
+/*
+ * Under a steady stream of writes a passive checkpoint never catches up:
+ * frames arrive while it copies, so the WAL is never wholly copied, no
+ * writer can start it over, and it grows until a writer's own
+ * autocheckpoint (two fsyncs inside a request) does the job. So once the
+ * WAL is long, a TRUNCATE checkpoint follows the passive one: it holds the
+ * write lock only to copy the few frames written meanwhile, then empties
+ * the file. It waits at most DB_CHECKPOINT_WAIT_MS for the lock and for
+ * readers (DB_BUSY then: the next call tries again).
+ */
 enum db_rc
 db_checkpoint(struct db *db, int *wal_frames, int *copied)
 {
-	int rc =
-	    sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_PASSIVE, wal_frames, copied);
+	int log = 0, done = 0, saved = db->busy_ms;
+	int rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+
+	if (rc == SQLITE_OK && log >= DB_CHECKPOINT_TRUNCATE_PAGES) {
+		db->busy_ms = DB_CHECKPOINT_WAIT_MS;
+		rc =
+		    sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+		db->busy_ms = saved;
+	}
 	if (rc != SQLITE_OK && db_map(rc) != DB_BUSY)
 		log_warnx("db: checkpoint: %s", sqlite3_errmsg(db->h));
+	if (wal_frames)
+		*wal_frames = log;
+	if (copied)
+		*copied = done;
 	return db_map(rc);
 }
 

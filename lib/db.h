@@ -50,15 +50,20 @@ sqlite3_stmt *db_stmt(struct db *db, const char *sql);
 enum db_rc db_map(int sqlite_rc);
 
 /* The WAL is copied back into the database by db_checkpoint, which
- * etl-worker calls every DB_CHECKPOINT_INTERVAL_MS; every connection also
- * checkpoints at commit once the WAL holds 16,000 pages (64 MiB; the safety
- * net when no worker runs), and a WAL file longer than 64 MiB is cut back
- * to that after a checkpoint (db_open's pragmas). */
+ * etl-worker's checkpointer thread (ckpt.h) calls every
+ * DB_CHECKPOINT_INTERVAL_MS; every connection also checkpoints at commit
+ * once the WAL holds 16,000 pages (64 MiB; the safety net when no worker
+ * runs), and a WAL file longer than 64 MiB is cut back to that after a
+ * checkpoint (db_open's pragmas). */
 #define DB_CHECKPOINT_INTERVAL_MS 1000
+#define DB_CHECKPOINT_TRUNCATE_PAGES 4000
+#define DB_CHECKPOINT_WAIT_MS 50
 
 /* A passive checkpoint: copies what it can without waiting for readers or
- * writers. *wal_frames and *copied (either may be NULL) get the WAL's
- * length and how much of it is now in the database. Returns enum db_rc. */
+ * writers; then, when the WAL holds DB_CHECKPOINT_TRUNCATE_PAGES or more,
+ * empties it (db.c says why). *wal_frames and *copied (either may be NULL)
+ * get the WAL's length and how much of it is now in the database. Returns
+ * enum db_rc. */
 enum db_rc db_checkpoint(struct db *db, int *wal_frames, int *copied);
 
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK. begin and commit return enum db_rc;

@@ -3,11 +3,12 @@
  * (SIGCHLD, SIGTERM, SIGINT, SIGHUP), the wake-up datagram socket, the
  * Redis publisher's and subscriber's sockets and the two pipes of each
  * running pipeline; the
- * timers (lease renewal, orphan sweep, fallback poll, WAL checkpoint, job
- * timeouts, kill grace, shutdown grace, Redis reconnect, DB-busy retries) only set poll's
+ * timers (lease renewal, orphan sweep, fallback poll, job timeouts, kill
+ * grace, shutdown grace, Redis reconnect, DB-busy retries) only set poll's
  * timeout. Each turn: timers, cancel checks, acquire, slot state, one group
- * commit of every waiting line, then poll. No thread, no busy waiting: with
- * nothing to do the loop sleeps until the nearest timer.
+ * commit of every waiting line, then poll. No busy waiting: with nothing to
+ * do the loop sleeps until the nearest timer. (The one other thread,
+ * lib/ckpt.c, checkpoints the WAL on its own connection.)
  */
 #include <errno.h>
 #include <poll.h>
@@ -143,11 +144,6 @@ run_timers(struct worker *w, int64_t now, int poll_ms)
 		w->want_cancels = 1;
 		w->next_lease = now + (int64_t)w->conf.lease_interval * 1000;
 	}
-	if (now >= w->next_checkpoint) {
-		/* Off the API's request path (lib/db.h); DB_BUSY just waits a turn. */
-		db_checkpoint(w->db, NULL, NULL);
-		w->next_checkpoint = now + DB_CHECKPOINT_INTERVAL_MS;
-	}
 	if (now >= w->next_poll) {
 		w->want_acquire = w->want_cancels = 1; /* the safety net */
 		w->next_poll = now + poll_ms;
@@ -202,7 +198,6 @@ next_timeout(struct worker *w, int64_t now, int64_t wait, int64_t flush_retry)
 		wait = min_wait(wait, until(flush_retry, now));
 	wait = min_wait(wait, until(w->next_lease, now));
 	wait = min_wait(wait, until(w->next_sweep, now));
-	wait = min_wait(wait, until(w->next_checkpoint, now));
 	if (!w->stopping)
 		wait = min_wait(wait, until(w->next_poll, now));
 	if (w->stopping && !w->shutdown_cancelled)

@@ -25,6 +25,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "ckpt.h"
 #include "conf.h"
 #include "db.h"
 #include "log.h"
@@ -219,6 +220,11 @@ main(int argc, char **argv)
 		log_warnx("database %s: %s", w.conf.db_path, err);
 		goto out;
 	}
+	if ((w.ckpt = ckpt_start(w.conf.db_path, w.conf.db_busy_timeout, err, sizeof(err))) ==
+	    NULL) {
+		log_warnx("%s", err);
+		goto out;
+	}
 	if ((w.pub = pub_open(&w.conf, err, sizeof(err))) == NULL) {
 		log_warnx("redis: %s", err);
 		goto out;
@@ -271,6 +277,7 @@ out:
 		free(w.slots);
 	}
 	ingest_free(w.ing);
+	ckpt_stop(w.ckpt);
 	db_close(w.db);
 	if (w.devnull_fd != -1)
 		close(w.devnull_fd);

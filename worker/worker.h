@@ -27,6 +27,7 @@
 #include "util.h"
 
 struct db;
+struct ckpt;
 struct pub;
 struct ingest;
 struct remote;
@@ -76,6 +77,7 @@ struct slot {
 struct worker {
 	struct conf conf;
 	struct db *db;
+	struct ckpt *ckpt; /* the WAL checkpointer thread */
 	struct pub *pub;
 	struct ingest *ing;
 	struct remote *remote; /* NULL without Redis */
@@ -100,7 +102,6 @@ struct worker {
 	int64_t next_lease; /* ms (mono) */
 	int64_t next_sweep;
 	int64_t next_poll;
-	int64_t next_checkpoint; /* ms (mono): db_checkpoint */
 	int64_t retry_at; /* ms (mono): DB busy, retry acquire/finish then; 0 none */
 	int64_t jobs_started;
 	int64_t jobs_finished;

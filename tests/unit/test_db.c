@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "ckpt.h"
 #include "db.h"
 #include "migrate.h"
 
@@ -178,6 +179,58 @@ busy_reported_distinctly(void **state)
 	unit_rmdb(path);
 }
 
+/* Bytes in path's WAL file (-1: none). */
+static long
+wal_size(const char *path)
+{
+	char wal[80];
+	struct stat sb;
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	return stat(wal, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+/* db_checkpoint copies a long WAL back and empties it, with a writer's
+ * data intact; a short one is copied and left for writers to start over.
+ * The checkpointer thread does the same on its own. */
+static void
+checkpoint_empties_a_long_wal(void **state)
+{
+	char path[64], err[256];
+	int frames = -1, copied = -1;
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	struct db *db = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(
+	    sqlite3_exec(db_sqlite(db), "CREATE TABLE t (x BLOB)", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(db_checkpoint(db, &frames, &copied), DB_OK);
+	assert_true(frames < DB_CHECKPOINT_TRUNCATE_PAGES && copied == frames);
+	/* > DB_CHECKPOINT_TRUNCATE_PAGES pages, one transaction each */
+	for (int i = 0; i < DB_CHECKPOINT_TRUNCATE_PAGES / 2 + 10; i++)
+		assert_int_equal(sqlite3_exec(db_sqlite(db),
+		                     "INSERT INTO t VALUES (zeroblob(5000))", NULL, NULL, NULL),
+		    SQLITE_OK);
+	assert_true(wal_size(path) > (long)DB_CHECKPOINT_TRUNCATE_PAGES * 4096);
+	assert_int_equal(db_checkpoint(db, &frames, &copied), DB_OK);
+	assert_int_equal(wal_size(path), 0);
+	assert_int_equal(
+	    count(db, "SELECT count(*) FROM t"), DB_CHECKPOINT_TRUNCATE_PAGES / 2 + 10);
+	/* the thread: a long WAL is empty within a few of its ticks */
+	for (int i = 0; i < DB_CHECKPOINT_TRUNCATE_PAGES / 2 + 10; i++)
+		assert_int_equal(sqlite3_exec(db_sqlite(db),
+		                     "INSERT INTO t VALUES (zeroblob(5000))", NULL, NULL, NULL),
+		    SQLITE_OK);
+	struct ckpt *c = ckpt_start(path, 1000, err, sizeof(err));
+	assert_non_null(c);
+	for (int i = 0; i < 50 && wal_size(path) != 0; i++)
+		usleep(100000);
+	assert_int_equal(wal_size(path), 0);
+	ckpt_stop(c); /* at once, not at its next tick */
+	assert_int_equal(count(db, "SELECT count(*) FROM t"), DB_CHECKPOINT_TRUNCATE_PAGES + 20);
+	db_close(db);
+	unit_rmdb(path);
+}
+
 static void
 concurrent_first_open(void **state)
 {
@@ -264,6 +317,7 @@ main(void)
 		cmocka_unit_test(corrupt_file_refused),
 		cmocka_unit_test(unwritable_refused_without_half_migration),
 		cmocka_unit_test(busy_reported_distinctly),
+		cmocka_unit_test(checkpoint_empties_a_long_wal),
 		cmocka_unit_test(concurrent_first_open),
 		cmocka_unit_test(full_disk_is_reported),
 		cmocka_unit_test(full_disk_mid_migration_rolls_back),
