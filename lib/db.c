@@ -264,9 +264,13 @@ db_checkpoint(struct db *db, int *wal_frames, int *copied)
 	int rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
 
 	if (rc == SQLITE_OK && log >= DB_CHECKPOINT_TRUNCATE_PAGES) {
+		/* A second passive pass copies what came during the first, so the
+		 * locked pass has only milliseconds of frames (and of fsync) left. */
+		rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
 		db->busy_ms = DB_CHECKPOINT_WAIT_MS;
-		rc =
-		    sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_wal_checkpoint_v2(
+			    db->h, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
 		db->busy_ms = saved;
 	}
 	if (rc != SQLITE_OK && db_map(rc) != DB_BUSY)
