@@ -27,6 +27,8 @@ struct api {
 	struct conf conf;
 	size_t secret_len;
 	struct db *db; /* NULL until opened; reopened lazily when it failed */
+	int long_lived; /* FastCGI, not CGI: run the WAL checkpointer */
+	struct ckpt *ckpt; /* lib/ckpt.h, beside db; NULL in CGI mode */
 	struct pub *pub;
 	char *wake_dir; /* malloc'd */
 	int64_t started_ms;

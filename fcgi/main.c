@@ -23,6 +23,7 @@
 
 #include <fcgiapp.h>
 
+#include "ckpt.h"
 #include "db.h"
 #include "handlers.h"
 #include "log.h"
@@ -109,6 +110,8 @@ api_open(struct api *api)
 static void
 api_close(struct api *api)
 {
+	ckpt_stop(api->ckpt);
+	api->ckpt = NULL;
 	db_close(api->db);
 	api->db = NULL;
 	pub_close(api->pub);
@@ -131,6 +134,7 @@ serve(struct api *api, int listen_fd)
 	sigaddset(&term, SIGTERM);
 	sigaddset(&term, SIGINT);
 	sigaddset(&term, SIGHUP);
+	api->long_lived = 1;
 	api_open(api);
 	if (FCGX_InitRequest(&fr, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
 		fatalx("FCGX_InitRequest failed");

@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "ckpt.h"
 #include "db.h"
 #include "handlers.h"
 #include "js.h"
@@ -137,6 +138,12 @@ route_db_ensure(struct api *api)
 		log_warnx("database %s: %s", api->conf.db_path, err);
 		return -1;
 	}
+	/* A serving process checkpoints the WAL on its own thread, so that no
+	 * request pays for it (lib/db.h), also when no etl-worker runs. */
+	if (api->long_lived && api->ckpt == NULL &&
+	    (api->ckpt = ckpt_start(api->conf.db_path, api->conf.db_busy_timeout, err,
+	         sizeof(err))) == NULL)
+		log_warnx("%s (requests will checkpoint the WAL themselves)", err);
 	return 0;
 }
 

@@ -93,11 +93,37 @@ instance_id_shape(void **state)
 	assert_string_equal(id, util_instance_id());
 }
 
+/* buf_put_i64 writes what "%lld" writes, at the edges too; buf_printf
+ * grows the buffer when the text does not fit in the room left. */
+static void
+buf_numbers_and_growth(void **state)
+{
+	const int64_t v[] = { 0, 1, -1, 9, 10, 12345, -98765, INT64_MAX, INT64_MIN };
+	struct buf a = { 0 }, b = { 0 };
+	char big[300];
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		buf_put_i64(&a, v[i]);
+		buf_putc(&a, ' ');
+		buf_printf(&b, "%lld ", (long long)v[i]);
+	}
+	assert_string_equal(a.data, b.data);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	buf_printf(&a, "<%s>", big);
+	assert_int_equal(a.len, strlen(b.data) + sizeof(big) + 1);
+	assert_int_equal(a.data[a.len - 1], '>');
+	assert_int_equal(a.data[a.len], '\0');
+	buf_free(&a);
+	buf_free(&b);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(iso_roundtrip),
+		cmocka_unit_test(buf_numbers_and_growth),
 		cmocka_unit_test(iso_legacy_forms),
 		cmocka_unit_test(parse_i64_strict),
 		cmocka_unit_test(validators),
