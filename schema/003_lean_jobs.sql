@@ -34,7 +34,10 @@ CREATE TABLE jobs_003 (
     logs TEXT DEFAULT '',
     worker_slot INTEGER,
     locked_at TEXT,
-    sistemas TEXT NOT NULL DEFAULT '[]',
+    -- read with json_each by the queue's SQL: one malformed row would make
+    -- every acquire fail, so no program (nor the sqlite3 shell) can store one
+    sistemas TEXT NOT NULL DEFAULT '[]'
+        CHECK (json_valid(sistemas) AND json_type(sistemas) = 'array'),
     exit_code INTEGER,
     created_by TEXT,
     worker_id INTEGER,
@@ -48,8 +51,10 @@ INSERT INTO jobs_003 (id, tipo, params, status, created_at, started_at, finished
         error_message, logs,
         -- the invariant the FIFO read relies on: a pending job has no slot
         CASE WHEN status = 'pending' THEN NULL ELSE worker_slot END,
-        locked_at, sistemas, exit_code, created_by, worker_id, cancel_requested,
-        idempotency_key
+        locked_at,
+        CASE WHEN json_valid(sistemas) AND json_type(sistemas) = 'array'
+            THEN sistemas ELSE '[]' END,
+        exit_code, created_by, worker_id, cancel_requested, idempotency_key
     FROM jobs;
 DROP TABLE job_sistemas;
 DROP TABLE jobs;

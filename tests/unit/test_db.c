@@ -84,6 +84,15 @@ legacy_migrated_in_place(void **state)
 	    0);
 	assert_int_equal(count(db, "PRAGMA foreign_keys"), 1);
 	assert_int_equal(count(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+	/* jobs.sistemas is read with json_each: a malformed one is refused */
+	assert_int_equal(sqlite3_exec(db_sqlite(db), "UPDATE jobs SET sistemas = '[' WHERE id = 1",
+	                     NULL, NULL, NULL) &
+	                     0xff,
+	    SQLITE_CONSTRAINT);
+	assert_int_equal(sqlite3_exec(db_sqlite(db), "UPDATE jobs SET sistemas = '{}' WHERE id = 1",
+	                     NULL, NULL, NULL) &
+	                     0xff,
+	    SQLITE_CONSTRAINT);
 	assert_int_equal(count(db, "SELECT count(*) FROM pragma_foreign_key_list('job_logs') WHERE "
 	                           "\"table\" = 'jobs'"),
 	    1);
