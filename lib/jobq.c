@@ -1,8 +1,8 @@
 /*
  * jobq: the job queue's SQL. Every write is one BEGIN IMMEDIATE
- * transaction. FIFO is id order: ids come from AUTOINCREMENT inside the
- * write lock, so they follow commit order across processes and are never
- * reused. The acquire is a single UPDATE ... WHERE id = (SELECT ...)
+ * transaction. FIFO is id order: an id is max(id) + 1, given inside the
+ * write lock, so ids follow commit order across processes; none is given
+ * twice because jobq_prune never deletes the newest job (schema/003). The acquire is a single UPDATE ... WHERE id = (SELECT ...)
  * RETURNING, so no two workers can take the same job.
  *
  * Each index on jobs costs a WAL frame in every write (schema/003): the
@@ -978,15 +978,20 @@ job_row_text(struct buf *b, sqlite3_stmt *st)
 enum db_rc
 jobq_list_text(struct db *db, int status, int limit, int offset, struct buf *out)
 {
-	/* Newest first by created_at (schema/003). All jobs and the finished
-	 * states walk idx_jobs_created backwards and stop after offset+limit
-	 * matches (a finished state is most of the table); the queued and
+	/* Newest first by created_at (schema/003). All jobs and the completed
+	 * ones walk idx_jobs_created backwards and stop after offset+limit
+	 * matches (completed is most of the table); error and cancelled come
+	 * in order from their partial index idx_jobs_failed; the queued and
 	 * running ones come from idx_jobs_status_slot and are sorted. */
 	static const char q_all[] = "SELECT " JOB_TEXT_COLS " FROM jobs "
 	                            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
 	static const char q_done[] = "SELECT " JOB_TEXT_COLS " FROM jobs INDEXED BY "
 	                             "idx_jobs_created WHERE status = ? "
 	                             "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
+	static const char q_failed[] = "SELECT " JOB_TEXT_COLS " FROM jobs INDEXED BY "
+	                               "idx_jobs_failed WHERE status = ? AND status IN "
+	                               "('error', 'cancelled') "
+	                               "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
 	static const char q_live[] = "SELECT " JOB_TEXT_COLS " FROM jobs INDEXED BY "
 	                             "idx_jobs_status_slot WHERE status = ? "
 	                             "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
@@ -1003,6 +1008,8 @@ jobq_list_text(struct db *db, int status, int limit, int offset, struct buf *out
 		st = db_stmt(db, q_all);
 	else if (status == JOB_PENDING || status == JOB_RUNNING)
 		st = db_stmt(db, q_live);
+	else if (status == JOB_ERROR || status == JOB_CANCELLED)
+		st = db_stmt(db, q_failed);
 	else
 		st = db_stmt(db, q_done);
 	ct = db_stmt(db, status < 0 ? c_all : c_st);

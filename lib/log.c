@@ -45,9 +45,17 @@ log_reopen(void)
 		log_warn("cannot open log file %s", log_path);
 		return -1;
 	}
-	if (log_fd != 2)
-		close(log_fd);
-	log_fd = fd;
+	/* dup3 swaps the file under the same descriptor at once: another
+	 * thread (lib/ckpt.c) may be writing a line meanwhile. */
+	if (log_fd == 2) {
+		log_fd = fd;
+		return 0;
+	}
+	if (dup3(fd, log_fd, O_CLOEXEC) == -1) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
 	return 0;
 }
 

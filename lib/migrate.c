@@ -124,45 +124,82 @@ why(sqlite3 *h, int rc)
 	}
 }
 
-/* 1 when a foreign key is broken (PRAGMA foreign_key_check found a row),
- * 0 when none is, -1 on error. */
-static int
-foreign_keys_broken(sqlite3 *h)
+/* The first column of a one-row query (a count or a pragma), or -1. */
+static int64_t
+scalar(sqlite3 *h, const char *sql)
 {
 	sqlite3_stmt *st;
-	int rc;
+	int64_t v = -1;
 
-	if (sqlite3_prepare_v2(h, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
 		return -1;
-	rc = sqlite3_step(st);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	return v;
+}
+
+/* Rows of PRAGMA foreign_key_check: broken references, or -1. A database
+ * may hold some before a step (a job deleted in the sqlite3 shell, which
+ * does not enforce foreign keys, leaves its log lines); a step may not add
+ * any. */
+static int64_t
+foreign_keys_broken(sqlite3 *h)
+{
+	return scalar(h, "SELECT count(*) FROM pragma_foreign_key_check");
+}
+
+/* Step 3 rebuilds jobs with the columns it knows: refuse, rather than drop
+ * them, when the table has others (added by hand, or a variant of the
+ * original dashboard). 0 or -1 with err filled. */
+static int
+jobs_columns_known(sqlite3 *h, char *err, size_t errlen)
+{
+	int64_t extra =
+	    scalar(h, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name NOT IN "
+	              "('id', 'tipo', 'params', 'status', 'created_at', 'started_at', "
+	              "'finished_at', 'error_message', 'logs', 'worker_slot', "
+	              "'locked_at', 'sistemas', 'exit_code', 'created_by', 'worker_id', "
+	              "'cancel_requested', 'idempotency_key')");
+	if (extra == 0)
+		return 0;
+	snprintf(err, errlen,
+	    "migration to version 3: table jobs has %lld column(s) this program does not know; "
+	    "the step rebuilds the table and would lose them (move them out first)",
+	    (long long)extra);
+	return -1;
 }
 
 static int apply_steps(sqlite3 *h, char *err, size_t errlen);
 
 /*
  * Steps run with foreign keys off (SQLite's procedure for rebuilding a
- * table: with them on, dropping the old jobs would cascade into
- * job_logs), and each step checks them before it commits. The pragma is a
- * no-op inside a transaction, so it is set around the steps.
+ * table: with them on, dropping the old jobs would cascade into job_logs)
+ * and legacy_alter_table on (so the rename does not fail on a view of
+ * jobs someone made), and each step checks that it broke no foreign key
+ * before it commits. Both pragmas are no-ops inside a transaction, so they
+ * are set around the steps, and the steps do not run unless foreign keys
+ * are really off.
  */
 int
 migrate_apply(sqlite3 *h, char *err, size_t errlen)
 {
-	int v = migrate_version(h), r, fk = 0;
-	sqlite3_stmt *st;
+	int v = migrate_version(h), r, fk;
 
-	if (v >= 0 && v < migrate_latest()) {
-		if (sqlite3_prepare_v2(h, "PRAGMA foreign_keys", -1, &st, NULL) == SQLITE_OK) {
-			fk = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
-			sqlite3_finalize(st);
-		}
-		if (fk)
-			sqlite3_exec(h, "PRAGMA foreign_keys=OFF", NULL, NULL, NULL);
+	if (v < 0 || v >= migrate_latest())
+		return apply_steps(h, err, errlen); /* reports the error, or nothing to do */
+	fk = (int)scalar(h, "PRAGMA foreign_keys");
+	if (!sqlite3_get_autocommit(h) ||
+	    sqlite3_exec(h, "PRAGMA foreign_keys=OFF", NULL, NULL, NULL) != SQLITE_OK ||
+	    scalar(h, "PRAGMA foreign_keys") != 0) {
+		snprintf(err, errlen, "cannot migrate: foreign keys cannot be turned off (%s)",
+		    sqlite3_get_autocommit(h) ? sqlite3_errmsg(h) : "inside a transaction");
+		return -1;
 	}
+	sqlite3_exec(h, "PRAGMA legacy_alter_table=ON", NULL, NULL, NULL);
 	r = apply_steps(h, err, errlen);
-	if (fk)
+	sqlite3_exec(h, "PRAGMA legacy_alter_table=OFF", NULL, NULL, NULL);
+	if (fk == 1)
 		sqlite3_exec(h, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
 	return r;
 }
@@ -199,6 +236,9 @@ apply_steps(sqlite3 *h, char *err, size_t errlen)
 			sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
 			continue;
 		}
+		int64_t broken = foreign_keys_broken(h);
+		if (v + 1 == 3 && jobs_columns_known(h, err, errlen) == -1)
+			goto rollback;
 		rc = sqlite3_exec(h, schema_sql[v], NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
 			snprintf(
@@ -208,7 +248,7 @@ apply_steps(sqlite3 *h, char *err, size_t errlen)
 		for (size_t i = 0; i < UTIL_ARRAY_LEN(hooks); i++)
 			if (hooks[i].version == v + 1 && hooks[i].fn(h, err, errlen) == -1)
 				goto rollback;
-		if (foreign_keys_broken(h) != 0) {
+		if (broken < 0 || foreign_keys_broken(h) != broken) {
 			snprintf(err, errlen,
 			    "migration to version %d failed: it breaks a foreign key", v + 1);
 			goto rollback;

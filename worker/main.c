@@ -220,11 +220,9 @@ main(int argc, char **argv)
 		log_warnx("database %s: %s", w.conf.db_path, err);
 		goto out;
 	}
-	if ((w.ckpt = ckpt_start(w.conf.db_path, w.conf.db_busy_timeout, err, sizeof(err))) ==
-	    NULL) {
-		log_warnx("%s", err);
-		goto out;
-	}
+	/* Without it (no thread to be had) commits checkpoint themselves. */
+	if ((w.ckpt = ckpt_start(w.conf.db_path, w.conf.db_busy_timeout, err, sizeof(err))) == NULL)
+		log_warnx("%s (commits will checkpoint the WAL themselves)", err);
 	if ((w.pub = pub_open(&w.conf, err, sizeof(err))) == NULL) {
 		log_warnx("redis: %s", err);
 		goto out;

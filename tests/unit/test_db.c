@@ -109,6 +109,51 @@ legacy_migrated_in_place(void **state)
 	unit_rmdb(path);
 }
 
+/* A database at schema version 2, as the previous release left it (steps 1
+ * and 2 run by the sqlite3 shell, which enforces no foreign keys), with
+ * extra SQL run on it. */
+static void
+make_v2(const char *path, const char *extra)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+	    "(cat schema/001_legacy.sql schema/002_pool.sql; echo \"%s\"; "
+	    "echo 'PRAGMA user_version = 2;') | sqlite3 %s",
+	    extra, path);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Step 3 rebuilds jobs: log lines a hand-deleted job left behind do not
+ * stop it (and stay), a view of jobs survives it, and a column it does not
+ * know stops it with a message instead of being dropped. */
+static void
+rebuild_step_edge_cases(void **state)
+{
+	char path[64], err[256];
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	make_v2(path,
+	    "INSERT INTO jobs (id, tipo, status, created_at) VALUES (7, 'execucao', 'completed', "
+	    "'2026-10-01T03:00:00.000Z'); INSERT INTO job_logs VALUES (7, 1, "
+	    "'2026-10-01T03:00:00.000Z', 'INFO', 'a', 'x'); INSERT INTO job_logs VALUES (99, 1, "
+	    "'2026-10-01T03:00:00.000Z', 'INFO', 'a', 'orphan'); CREATE VIEW v_jobs AS SELECT id "
+	    "FROM jobs;");
+	struct db *db = db_open(path, 0, 1000, err, sizeof(err));
+	if (db == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(migrate_version(db_sqlite(db)), migrate_latest());
+	assert_int_equal(count(db, "SELECT count(*) FROM job_logs"), 2);
+	assert_int_equal(count(db, "SELECT count(*) FROM v_jobs"), 1);
+	db_close(db);
+	unit_rmdb(path);
+
+	unit_tmpdb(path, sizeof(path));
+	make_v2(path, "ALTER TABLE jobs ADD COLUMN usuario TEXT;");
+	assert_null(db_open(path, 0, 1000, err, sizeof(err)));
+	assert_non_null(strstr(err, "column(s) this program does not know"));
+	unit_rmdb(path);
+}
+
 static void
 newer_schema_refused(void **state)
 {
@@ -323,6 +368,7 @@ main(void)
 		cmocka_unit_test(fresh_database),
 		cmocka_unit_test(legacy_migrated_in_place),
 		cmocka_unit_test(newer_schema_refused),
+		cmocka_unit_test(rebuild_step_edge_cases),
 		cmocka_unit_test(corrupt_file_refused),
 		cmocka_unit_test(unwritable_refused_without_half_migration),
 		cmocka_unit_test(busy_reported_distinctly),
