@@ -494,6 +494,46 @@ prune_keeps_newest(void **state)
 	assert_true(enq("a", NULL) > b);
 }
 
+/* Every status filter lists newest first, whichever index serves it
+ * (schema/003: idx_jobs_created, idx_jobs_failed, idx_jobs_status_slot). */
+static void
+list_by_status_newest_first(void **state)
+{
+	enum jobq_cancel_result res;
+	struct json_object *o, *items;
+	int64_t ids[4];
+	struct job j;
+	(void)state;
+	for (int i = 0; i < 4; i++)
+		ids[i] = enq(i % 2 ? "a" : "b", NULL);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(jobq_cancel(db, ids[i], &res, &j), DB_OK);
+		jobq_job_clear(&j);
+	}
+	const int statuses[] = { JOB_CANCELLED, JOB_PENDING, JOB_ERROR, JOB_COMPLETED, -1 };
+	const int want[] = { 3, 1, 0, 0, 4 };
+	for (size_t s = 0; s < UTIL_ARRAY_LEN(statuses); s++) {
+		assert_int_equal(list_page(statuses[s], 50, 0, &o), DB_OK);
+		assert_true(json_object_object_get_ex(o, "items", &items));
+		assert_int_equal((int)json_object_array_length(items), want[s]);
+		for (int i = 1; i < want[s]; i++) {
+			struct json_object *a, *b;
+			json_object_object_get_ex(
+			    json_object_array_get_idx(items, i - 1), "id", &a);
+			json_object_object_get_ex(json_object_array_get_idx(items, i), "id", &b);
+			assert_true(json_object_get_int64(a) > json_object_get_int64(b));
+		}
+		json_object_put(o);
+	}
+	/* a page further down */
+	assert_int_equal(list_page(JOB_CANCELLED, 1, 1, &o), DB_OK);
+	assert_true(json_object_object_get_ex(o, "items", &items));
+	struct json_object *id;
+	json_object_object_get_ex(json_object_array_get_idx(items, 0), "id", &id);
+	assert_int_equal(json_object_get_int64(id), ids[1]);
+	json_object_put(o);
+}
+
 /* ---- the race: P processes, many jobs, one database file ---- */
 
 #define RACE_JOBS 2000
@@ -621,6 +661,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(list_counts_slots, setup, teardown),
 		cmocka_unit_test_setup_teardown(prune_and_requeue, setup, teardown),
 		cmocka_unit_test_setup_teardown(prune_keeps_newest, setup, teardown),
+		cmocka_unit_test_setup_teardown(list_by_status_newest_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(multi_process_race, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
