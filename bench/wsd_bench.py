@@ -30,7 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
 
-from harness import TestEnv, free_port, start_redis, wait_for  # noqa: E402
+from harness import TestEnv, free_port, proc_stats, start_redis, wait_for  # noqa: E402
 import harness_wsd as hw  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -83,17 +83,7 @@ def pss_kb(pid):
 
 
 def children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(d))
-        except (OSError, ValueError, IndexError):
-            pass
-    return out
+    return [p for p, f in proc_stats() if int(f[1]) == pid]
 
 
 def frame_of(event):

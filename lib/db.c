@@ -228,18 +228,13 @@ db_stmt(struct db *db, const char *sql)
 
 /* Runs one of the transaction statements through the statement cache:
  * sqlite3_exec would parse it again on every call (a few µs each, three
- * times per write). Returns a sqlite3 result code. */
-static int
+ * times per write). Returns enum db_rc. */
+static enum db_rc
 exec_cached(struct db *db, const char *sql)
 {
 	sqlite3_stmt *st = db_stmt(db, sql);
-	int rc;
 
-	if (st == NULL)
-		return sqlite3_errcode(db->h);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+	return st ? db_exec_stmt(db, st) : DB_ERROR;
 }
 
 static const char sql_begin_write[] = "BEGIN IMMEDIATE";
@@ -285,16 +280,16 @@ db_checkpoint(struct db *db, int *wal_frames, int *copied)
 enum db_rc
 db_begin(struct db *db)
 {
-	int rc = exec_cached(db, sql_begin_write);
-	if (rc != SQLITE_OK && db_map(rc) != DB_BUSY)
+	enum db_rc rc = exec_cached(db, sql_begin_write);
+	if (rc != DB_OK && rc != DB_BUSY)
 		log_warnx("db: begin: %s", sqlite3_errmsg(db->h));
-	return db_map(rc);
+	return rc;
 }
 
 enum db_rc
 db_begin_read(struct db *db)
 {
-	return db_map(exec_cached(db, sql_begin_read));
+	return exec_cached(db, sql_begin_read);
 }
 
 enum db_rc
@@ -302,8 +297,8 @@ db_commit(struct db *db)
 {
 	static int64_t last_warn; /* mono ms: a full disk fails every commit */
 	static int suppressed;
-	int rc = exec_cached(db, sql_commit);
-	if (rc != SQLITE_OK) {
+	enum db_rc rc = exec_cached(db, sql_commit);
+	if (rc != DB_OK) {
 		int64_t now = util_mono_ms();
 		if (now - last_warn >= 10000) {
 			log_warnx("db: commit: %s (%d more like it not logged)",
@@ -315,7 +310,7 @@ db_commit(struct db *db)
 		}
 		db_rollback(db);
 	}
-	return db_map(rc);
+	return rc;
 }
 
 void

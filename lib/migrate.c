@@ -84,46 +84,6 @@ fail:
 	return -1;
 }
 
-static const struct {
-	int version; /* the step that brings user_version to this */
-	int (*fn)(sqlite3 *, char *, size_t);
-} hooks[] = {
-	{ 2, legacy_logs },
-};
-
-int
-migrate_latest(void)
-{
-	return (int)schema_count;
-}
-
-int
-migrate_version(sqlite3 *h)
-{
-	sqlite3_stmt *st;
-	int v = -1;
-
-	if (sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
-static const char *
-why(sqlite3 *h, int rc)
-{
-	switch (db_map(rc)) {
-	case DB_BUSY:
-		return "locked by another process past the busy timeout";
-	case DB_FULL:
-		return "disk full";
-	default:
-		return sqlite3_errmsg(h);
-	}
-}
-
 /* The first column of a one-row query (a count or a pragma), or -1. */
 static int64_t
 scalar(sqlite3 *h, const char *sql)
@@ -137,16 +97,6 @@ scalar(sqlite3 *h, const char *sql)
 		v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return v;
-}
-
-/* Rows of PRAGMA foreign_key_check: broken references, or -1. A database
- * may hold some before a step (a job deleted in the sqlite3 shell, which
- * does not enforce foreign keys, leaves its log lines); a step may not add
- * any. */
-static int64_t
-foreign_keys_broken(sqlite3 *h)
-{
-	return scalar(h, "SELECT count(*) FROM pragma_foreign_key_check");
 }
 
 /* Step 3 rebuilds jobs with the columns it knows: refuse, rather than drop
@@ -168,6 +118,64 @@ jobs_columns_known(sqlite3 *h, char *err, size_t errlen)
 	    "the step rebuilds the table and would lose them (move them out first)",
 	    (long long)extra);
 	return -1;
+}
+
+/* C parts of the steps, run inside the step's transaction, before or after
+ * its SQL. A hook returns 0, or -1 with err filled (the step is undone). */
+enum hook_when { HOOK_BEFORE, HOOK_AFTER };
+static const struct {
+	int version; /* the step that brings user_version to this */
+	enum hook_when when;
+	int (*fn)(sqlite3 *, char *, size_t);
+} hooks[] = {
+	{ 2, HOOK_AFTER, legacy_logs },
+	{ 3, HOOK_BEFORE, jobs_columns_known },
+};
+
+/* Runs the hooks of step version at when. 0 or -1. */
+static int
+run_hooks(sqlite3 *h, int version, enum hook_when when, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(hooks); i++)
+		if (hooks[i].version == version && hooks[i].when == when &&
+		    hooks[i].fn(h, err, errlen) == -1)
+			return -1;
+	return 0;
+}
+
+int
+migrate_latest(void)
+{
+	return (int)schema_count;
+}
+
+int
+migrate_version(sqlite3 *h)
+{
+	return (int)scalar(h, "PRAGMA user_version");
+}
+
+static const char *
+why(sqlite3 *h, int rc)
+{
+	switch (db_map(rc)) {
+	case DB_BUSY:
+		return "locked by another process past the busy timeout";
+	case DB_FULL:
+		return "disk full";
+	default:
+		return sqlite3_errmsg(h);
+	}
+}
+
+/* Rows of PRAGMA foreign_key_check: broken references, or -1. A database
+ * may hold some before a step (a job deleted in the sqlite3 shell, which
+ * does not enforce foreign keys, leaves its log lines); a step may not add
+ * any. */
+static int64_t
+foreign_keys_broken(sqlite3 *h)
+{
+	return scalar(h, "SELECT count(*) FROM pragma_foreign_key_check");
 }
 
 static int apply_steps(sqlite3 *h, char *err, size_t errlen);
@@ -237,7 +245,7 @@ apply_steps(sqlite3 *h, char *err, size_t errlen)
 			continue;
 		}
 		int64_t broken = foreign_keys_broken(h);
-		if (v + 1 == 3 && jobs_columns_known(h, err, errlen) == -1)
+		if (run_hooks(h, v + 1, HOOK_BEFORE, err, errlen) == -1)
 			goto rollback;
 		rc = sqlite3_exec(h, schema_sql[v], NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
@@ -245,9 +253,8 @@ apply_steps(sqlite3 *h, char *err, size_t errlen)
 			    err, errlen, "migration to version %d failed: %s", v + 1, why(h, rc));
 			goto rollback;
 		}
-		for (size_t i = 0; i < UTIL_ARRAY_LEN(hooks); i++)
-			if (hooks[i].version == v + 1 && hooks[i].fn(h, err, errlen) == -1)
-				goto rollback;
+		if (run_hooks(h, v + 1, HOOK_AFTER, err, errlen) == -1)
+			goto rollback;
 		if (broken < 0 || foreign_keys_broken(h) != broken) {
 			snprintf(err, errlen,
 			    "migration to version %d failed: it breaks a foreign key", v + 1);

@@ -32,7 +32,7 @@ struct pub {
 	int timeout_ms;
 	enum pub_state state;
 	redisAsyncContext *ac;
-	int want_read, want_write;
+	struct pub_want want;
 	int64_t connect_started; /* mono ms */
 	int64_t retry_at; /* mono ms; 0: now */
 	int backoff; /* ms */
@@ -46,28 +46,39 @@ struct pub {
 static void
 ev_add_read(void *d)
 {
-	((struct pub *)d)->want_read = 1;
+	((struct pub_want *)d)->read = 1;
 }
 static void
 ev_del_read(void *d)
 {
-	((struct pub *)d)->want_read = 0;
+	((struct pub_want *)d)->read = 0;
 }
 static void
 ev_add_write(void *d)
 {
-	((struct pub *)d)->want_write = 1;
+	((struct pub_want *)d)->write = 1;
 }
 static void
 ev_del_write(void *d)
 {
-	((struct pub *)d)->want_write = 0;
+	((struct pub_want *)d)->write = 0;
 }
 static void
 ev_cleanup(void *d)
 {
-	struct pub *p = d;
-	p->want_read = p->want_write = 0;
+	struct pub_want *w = d;
+	w->read = w->write = 0;
+}
+
+void
+pub_attach_poll(struct redisAsyncContext *ac, struct pub_want *want)
+{
+	ac->ev.data = want;
+	ac->ev.addRead = ev_add_read;
+	ac->ev.delRead = ev_del_read;
+	ac->ev.addWrite = ev_add_write;
+	ac->ev.delWrite = ev_del_write;
+	ac->ev.cleanup = ev_cleanup;
 }
 
 static void
@@ -146,7 +157,7 @@ drop_conn(struct pub *p)
 		redisAsyncFree(p->ac);
 		p->ac = NULL;
 	}
-	p->want_read = p->want_write = 0;
+	p->want.read = p->want.write = 0;
 	p->dropped += p->unflushed;
 	p->unflushed = 0;
 	p->inflight = 0;
@@ -173,12 +184,7 @@ start_connect(struct pub *p)
 		return;
 	}
 	ac->data = p;
-	ac->ev.data = p;
-	ac->ev.addRead = ev_add_read;
-	ac->ev.delRead = ev_del_read;
-	ac->ev.addWrite = ev_add_write;
-	ac->ev.delWrite = ev_del_write;
-	ac->ev.cleanup = ev_cleanup;
+	pub_attach_poll(ac, &p->want);
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	p->ac = ac;
@@ -191,7 +197,7 @@ start_connect(struct pub *p)
 		redisAsyncCommand(ac, on_reply, NULL, "SELECT %d", p->url.db);
 	/* Ask to be told when the socket is writable: that is when a
 	 * non-blocking connect completes. */
-	p->want_write = 1;
+	p->want.write = 1;
 }
 
 int
@@ -334,7 +340,7 @@ pub_pollfd(struct pub *p, struct pollfd *pfd)
 	if (p->ac == NULL)
 		return 0;
 	pfd->fd = p->ac->c.fd;
-	pfd->events = (short)((p->want_read ? POLLIN : 0) | (p->want_write ? POLLOUT : 0));
+	pfd->events = (short)((p->want.read ? POLLIN : 0) | (p->want.write ? POLLOUT : 0));
 	pfd->revents = 0;
 	return 1;
 }

@@ -62,4 +62,15 @@ struct pub_url {
 };
 int pub_parse_url(const char *url, struct pub_url *u);
 
+/*
+ * A hiredis async context driven by the caller's own poll loop (the
+ * publisher here, etl-worker's subscriber): the hooks pub_attach_poll
+ * installs only note what hiredis wants, and the loop polls for that.
+ */
+struct pub_want {
+	int read, write;
+};
+struct redisAsyncContext;
+void pub_attach_poll(struct redisAsyncContext *ac, struct pub_want *want);
+
 #endif

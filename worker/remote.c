@@ -31,42 +31,13 @@ struct remote {
 	char *channel;
 	int timeout_ms;
 	redisAsyncContext *ac;
-	int want_read, want_write;
+	struct pub_want want;
 	int up;
 	int64_t connect_started; /* ms (mono) */
 	int64_t retry_at; /* ms (mono) */
 	int backoff; /* ms */
 	struct worker *w;
 };
-
-static void
-ev_add_read(void *d)
-{
-	((struct remote *)d)->want_read = 1;
-}
-static void
-ev_del_read(void *d)
-{
-	((struct remote *)d)->want_read = 0;
-}
-static void
-ev_add_write(void *d)
-{
-	((struct remote *)d)->want_write = 1;
-}
-static void
-ev_del_write(void *d)
-{
-	((struct remote *)d)->want_write = 0;
-}
-
-static void
-ev_cleanup(void *d)
-{
-	struct remote *r = d;
-
-	r->want_read = r->want_write = 0;
-}
 
 static void
 schedule_retry(struct remote *r)
@@ -178,7 +149,7 @@ drop_conn(struct remote *r)
 		redisAsyncFree(r->ac);
 		r->ac = NULL;
 	}
-	r->want_read = r->want_write = 0;
+	r->want.read = r->want.write = 0;
 	schedule_retry(r);
 }
 
@@ -202,12 +173,7 @@ start_connect(struct remote *r)
 		return;
 	}
 	ac->data = r;
-	ac->ev.data = r;
-	ac->ev.addRead = ev_add_read;
-	ac->ev.delRead = ev_del_read;
-	ac->ev.addWrite = ev_add_write;
-	ac->ev.delWrite = ev_del_write;
-	ac->ev.cleanup = ev_cleanup;
+	pub_attach_poll(ac, &r->want);
 	if (redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||
 	    redisAsyncSetDisconnectCallback(ac, on_disconnect) != REDIS_OK) {
 		redisAsyncFree(ac);
@@ -223,7 +189,7 @@ start_connect(struct remote *r)
 		drop_conn(r);
 		return;
 	}
-	r->want_write = 1; /* a non-blocking connect completes as writable */
+	r->want.write = 1; /* a non-blocking connect completes as writable */
 }
 
 struct remote *
@@ -265,7 +231,7 @@ remote_pollfd(struct remote *r, struct pollfd *pfd)
 	if (r == NULL || r->ac == NULL)
 		return 0;
 	pfd->fd = r->ac->c.fd;
-	pfd->events = (short)((r->want_read ? POLLIN : 0) | (r->want_write ? POLLOUT : 0));
+	pfd->events = (short)((r->want.read ? POLLIN : 0) | (r->want.write ? POLLOUT : 0));
 	pfd->revents = 0;
 	return 1;
 }

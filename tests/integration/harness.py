@@ -25,6 +25,21 @@ def binary(name):
     return os.path.join(BUILD, name)
 
 
+def proc_stats():
+    """(pid, fields) of every process: fields are /proc/PID/stat after the
+    command name, so fields[0] is the state, [1] the ppid, [2] the pgid.
+    Processes that end while being read are skipped."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        yield int(d), st[st.rindex(")") + 2:].split()
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from harness import PIPELINE_SIM, binary, wait_for
+from harness import PIPELINE_SIM, binary, proc_stats, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PIPELINES = os.path.join(HERE, "pipelines")
@@ -174,19 +174,7 @@ def pipeline_pid(proc, job_id, timeout=10):
 
 def group_members(pgid):
     """Live (non-zombie) processes whose process group is pgid."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        rest = st[st.rindex(")") + 2:].split()
-        if int(rest[2]) == pgid and rest[0] != "Z":
-            out.append(int(d))
-    return out
+    return [p for p, f in proc_stats() if int(f[2]) == pgid and f[0] != "Z"]
 
 
 def kill_group(pgid):

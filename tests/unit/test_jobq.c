@@ -62,38 +62,35 @@ scalar(const char *sql)
 	return n;
 }
 
-/* The text pages, parsed back (strictly) for the assertions. */
+/* A text page (rc and b from jobq_*_text), parsed back strictly for the
+ * assertions into *o (NULL unless rc is DB_OK); frees b. Returns rc. */
+static enum db_rc
+parsed_page(enum db_rc rc, struct buf *b, struct json_object **o)
+{
+	int ok;
+	char err[64];
+	*o = NULL;
+	if (rc == DB_OK) {
+		*o = js_parse(b->data, b->len, 1 << 24, 8, &ok, err, sizeof(err));
+		if (*o == NULL)
+			fail_msg("page text is not JSON (%s): %s", err, b->data);
+	}
+	buf_free(b);
+	return rc;
+}
+
 static enum db_rc
 logs_page(int64_t id, int64_t after, int limit, struct json_object **o)
 {
 	struct buf b = { 0 };
-	int ok;
-	char err[64];
-	enum db_rc rc = jobq_logs_text(db, id, after, limit, &b);
-	*o = NULL;
-	if (rc == DB_OK) {
-		*o = js_parse(b.data, b.len, 1 << 24, 8, &ok, err, sizeof(err));
-		assert_non_null(*o);
-	}
-	buf_free(&b);
-	return rc;
+	return parsed_page(jobq_logs_text(db, id, after, limit, &b), &b, o);
 }
 
 static enum db_rc
 list_page(int status, int limit, int offset, struct json_object **o)
 {
 	struct buf b = { 0 };
-	int ok;
-	char err[64];
-	enum db_rc rc = jobq_list_text(db, status, limit, offset, &b);
-	*o = NULL;
-	if (rc == DB_OK) {
-		*o = js_parse(b.data, b.len, 1 << 24, 8, &ok, err, sizeof(err));
-		if (*o == NULL)
-			fail_msg("list text is not JSON (%s): %s", err, b.data);
-	}
-	buf_free(&b);
-	return rc;
+	return parsed_page(jobq_list_text(db, status, limit, offset, &b), &b, o);
 }
 
 static void
