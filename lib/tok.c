@@ -6,14 +6,14 @@
 #include "tok.h"
 
 #include <json-c/json.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "js.h"
 #include "log.h"
+#include "sha256.h"
 #include "util.h"
 
 /* base64url of {"alg":"HS256","typ":"JWT"} */
@@ -89,15 +89,84 @@ tok_b64url_decode(const char *in, size_t len, unsigned char *out)
 	return (long)o;
 }
 
+/*
+ * The HMAC key derived from the last secret seen. tok_sign and tok_verify are
+ * given the secret on every call, but it is process configuration (the same
+ * bytes every time), so its two padded-key blocks are hashed once, not per
+ * token. The key is re-derived whenever the secret's length or bytes differ
+ * from the cached copy (tests, the fuzzer and etlctl pass others).
+ *
+ * Guarded by a mutex. Today one thread per process signs or verifies
+ * (etl-api's request loop, etl-wsd's lws loop; the relay and checkpoint
+ * threads never do), but this is library code and an unguarded static would
+ * be a silent race for the next caller; uncontended, the lock costs tens of
+ * ns against about a microsecond of HMAC. It is held only to compare the
+ * secret and copy the key state out (or in, after a miss): the hashing runs
+ * outside it, on the caller's copy.
+ */
+static struct {
+	pthread_mutex_t mu;
+	char *secret; /* malloc'd copy of the bytes key was derived from; NULL: none */
+	size_t len;
+	struct sha256_hmac_key key;
+} tok_cache = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static void
+cache_lock(void)
+{
+	int rc = pthread_mutex_lock(&tok_cache.mu);
+	if (rc != 0)
+		fatalx("tok: pthread_mutex_lock: %s", strerror(rc));
+}
+
+static void
+cache_unlock(void)
+{
+	int rc = pthread_mutex_unlock(&tok_cache.mu);
+	if (rc != 0)
+		fatalx("tok: pthread_mutex_unlock: %s", strerror(rc));
+}
+
+/* Copies the key for secret into *k, deriving (and caching) it on a miss.
+ * The secret is ours, not an attacker's, so memcmp's timing is no leak. */
+static void
+key_for(const char *secret, size_t secret_len, struct sha256_hmac_key *k)
+{
+	char *copy;
+	int hit;
+
+	cache_lock();
+	hit = tok_cache.secret != NULL && tok_cache.len == secret_len &&
+	      (secret_len == 0 || memcmp(tok_cache.secret, secret, secret_len) == 0);
+	if (hit)
+		*k = tok_cache.key;
+	cache_unlock();
+	if (hit)
+		return;
+
+	sha256_hmac_init(k, secret, secret_len);
+	copy = xmalloc(secret_len + 1);
+	if (secret_len > 0)
+		memcpy(copy, secret, secret_len);
+	cache_lock();
+	if (tok_cache.secret != NULL) {
+		explicit_bzero(tok_cache.secret, tok_cache.len);
+		free(tok_cache.secret);
+	}
+	tok_cache.secret = copy;
+	tok_cache.len = secret_len;
+	tok_cache.key = *k;
+	cache_unlock();
+}
+
 static void
 mac(const char *secret, size_t secret_len, const char *data, size_t n, unsigned char out[32])
 {
-	unsigned int len = 32;
+	struct sha256_hmac_key k;
 
-	if (HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)data, n, out,
-	        &len) == NULL ||
-	    len != 32)
-		fatalx("tok: HMAC failed");
+	key_for(secret, secret_len, &k);
+	sha256_hmac(&k, data, n, out);
+	sha256_hmac_wipe(&k);
 }
 
 char *

@@ -1,4 +1,5 @@
-/* tok and pw: signing, verification, tampering, expiry; hashing. */
+/* tok and pw: signing, verification, tampering, expiry, the cached HMAC key;
+ * hashing. */
 #include "unit.h"
 
 #include "pw.h"
@@ -45,6 +46,88 @@ tampering(void **state)
 	assert_int_equal(tok_verify(secret, 32, big, sizeof(big), 1, &c), TOK_MALFORMED);
 }
 
+/* Every byte of the signature matters: one flipped bit anywhere in it (the
+ * last character's spare bits too) and the token is refused. */
+static void
+flipped_signature_byte(void **state)
+{
+	struct tok_claims c;
+	(void)state;
+	char *t = tok_sign(secret, 32, "dave", "viewer", 1000, 3600);
+	size_t n = strlen(t);
+	const char *sig = strrchr(t, '.') + 1;
+
+	assert_int_equal(n - (size_t)(sig - t), 43);
+	for (size_t at = (size_t)(sig - t); at < n; at++) {
+		for (int bit = 0; bit < 6; bit++) {
+			char saved = t[at];
+			t[at] = (char)(saved ^ (1 << bit));
+			assert_int_not_equal(tok_verify(secret, 32, t, n, 1001, &c), TOK_OK);
+			t[at] = saved;
+		}
+	}
+	assert_int_equal(tok_verify(secret, 32, t, n, 1001, &c), TOK_OK);
+	/* another valid base64url character: a wrong MAC, not a malformed token */
+	size_t first = (size_t)(sig - t);
+	t[first] = t[first] == 'A' ? 'B' : 'A';
+	assert_int_equal(tok_verify(secret, 32, t, n, 1001, &c), TOK_BAD_SIGNATURE);
+	free(t);
+}
+
+/* Tokens signed before lib/sha256.c (by OpenSSL; these by Python's hmac)
+ * still verify: the same HS256, byte for byte. The second secret is longer
+ * than a SHA-256 block, so the key is hashed first. */
+static void
+verifies_tokens_signed_elsewhere(void **state)
+{
+	static const char body[] =
+	    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+	    "eyJzdWIiOiJjYXJvbCIsInJvbGUiOiJvcGVyYXRvciIsImlhdCI6MTAwMCwiZXhwIjo0NjAwfQ.";
+	char t[256], long_secret[100];
+	struct tok_claims c;
+	(void)state;
+
+	snprintf(t, sizeof(t), "%sfzyrJDZskBgENrjls6jeUI7I_XvrpvjYRz2XEIMYSIE", body);
+	assert_int_equal(tok_verify(secret, 32, t, strlen(t), 1001, &c), TOK_OK);
+	assert_string_equal(c.sub, "carol");
+	assert_string_equal(c.role, "operator");
+	memset(long_secret, 'L', sizeof(long_secret));
+	assert_int_equal(tok_verify(long_secret, sizeof(long_secret), t, strlen(t), 1001, &c),
+	    TOK_BAD_SIGNATURE);
+	snprintf(t, sizeof(t), "%sW_gJnD8W8PooCaFFup1R9_svIRstVaBIFzdKzkHvfSQ", body);
+	assert_int_equal(
+	    tok_verify(long_secret, sizeof(long_secret), t, strlen(t), 1001, &c), TOK_OK);
+	assert_int_equal(tok_verify(secret, 32, t, strlen(t), 1001, &c), TOK_BAD_SIGNATURE);
+}
+
+/* tok.c caches the key of the last secret: a secret of the same length but
+ * other bytes, or a prefix of it, must not reuse it. */
+static void
+secret_changes_are_seen(void **state)
+{
+	char other[33], longer[40];
+	struct tok_claims c;
+	(void)state;
+
+	memcpy(other, secret, sizeof(other));
+	other[31] ^= 1; /* same length, last byte differs */
+	memcpy(longer, secret, 32);
+	memcpy(longer + 32, "-longer", 8);
+	char *t = tok_sign(secret, 32, "erin", "admin", 1000, 3600);
+	for (int round = 0; round < 3; round++) {
+		assert_int_equal(tok_verify(secret, 32, t, strlen(t), 1001, &c), TOK_OK);
+		assert_int_equal(tok_verify(other, 32, t, strlen(t), 1001, &c), TOK_BAD_SIGNATURE);
+		assert_int_equal(tok_verify(secret, 32, t, strlen(t), 1001, &c), TOK_OK);
+		assert_int_equal(tok_verify(longer, 39, t, strlen(t), 1001, &c), TOK_BAD_SIGNATURE);
+		assert_int_equal(tok_verify(secret, 31, t, strlen(t), 1001, &c), TOK_BAD_SIGNATURE);
+	}
+	free(t);
+	t = tok_sign(other, 32, "erin", "admin", 1000, 3600);
+	assert_int_equal(tok_verify(other, 32, t, strlen(t), 1001, &c), TOK_OK);
+	assert_int_equal(tok_verify(secret, 32, t, strlen(t), 1001, &c), TOK_BAD_SIGNATURE);
+	free(t);
+}
+
 static void
 b64url(void **state)
 {
@@ -88,6 +171,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(sign_verify),
 		cmocka_unit_test(tampering),
+		cmocka_unit_test(flipped_signature_byte),
+		cmocka_unit_test(verifies_tokens_signed_elsewhere),
+		cmocka_unit_test(secret_changes_are_seen),
 		cmocka_unit_test(b64url),
 		cmocka_unit_test(passwords),
 		cmocka_unit_test(legacy_bcrypt),
