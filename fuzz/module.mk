@@ -43,6 +43,11 @@ $(FUZZ_OBJ)/schema_sql.o: $(BUILD)/schema_sql.c
 $(BUILD)/fuzz/fuzz_%: $(FUZZ_OBJ)/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
 	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+# fuzz_tok checks lib/sha256.c against OpenSSL: it alone links libcrypto.
+$(FUZZ_OBJ)/fuzz/fuzz_tok.o: FUZZ_CFLAGS += $(CRYPTO_CFLAGS)
+$(BUILD)/fuzz/fuzz_tok: $(FUZZ_OBJ)/fuzz/fuzz_tok.o $(FUZZ_LIB_OBJS)
+	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CRYPTO_LIBS)
+
 $(BUILD)/fuzz/fuzz_relay: $(FUZZ_OBJ)/fuzz/fuzz_relay.o $(FUZZ_OBJ)/wsd/relay.o $(FUZZ_LIB_OBJS)
 	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
 

@@ -8,4 +8,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) -lcmocka
 
+# test_fuzz_regress replays fuzz_tok's inputs, and with them its OpenSSL oracle
+$(BUILD)/tests/unit/test_fuzz_regress.o: ALL_CFLAGS += $(CRYPTO_CFLAGS)
+$(BUILD)/tests/test_fuzz_regress: PKG_LIBS += $(CRYPTO_LIBS)
+
 unit-tests: $(UNIT_BINS)
