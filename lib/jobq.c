@@ -995,8 +995,10 @@ jobq_list_text(struct db *db, int status, int limit, int offset, struct buf *out
 	static const char q_live[] = "SELECT " JOB_TEXT_COLS " FROM jobs INDEXED BY "
 	                             "idx_jobs_status_slot WHERE status = ? "
 	                             "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?";
-	static const char c_all[] = "SELECT count(*) FROM jobs";
-	static const char c_st[] = "SELECT count(*) FROM jobs WHERE status = ?";
+	/* totals come from job_counts (schema/004), not a walk of the history */
+	static const char c_all[] = "SELECT coalesce(sum(n), 0) FROM job_counts";
+	static const char c_st[] =
+	    "SELECT coalesce((SELECT n FROM job_counts WHERE status = ?), 0)";
 	sqlite3_stmt *st, *ct;
 	int r, i = 1, first = 1;
 	enum db_rc rc;
@@ -1047,7 +1049,7 @@ out:
 enum db_rc
 jobq_counts(struct db *db, int64_t counts[JOB__MAX])
 {
-	static const char q[] = "SELECT status, count(*) FROM jobs GROUP BY status";
+	static const char q[] = "SELECT status, n FROM job_counts"; /* schema/004 */
 	sqlite3_stmt *st = db_stmt(db, q);
 	enum job_status s;
 	int r;

@@ -491,6 +491,123 @@ prune_keeps_newest(void **state)
 	assert_true(enq("a", NULL) > b);
 }
 
+/* job_counts (schema/004) equals a count of the rows, status by status. */
+static void
+assert_counts_match(const char *after)
+{
+	int64_t off = scalar(
+	    "SELECT count(*) FROM (SELECT status FROM jobs UNION SELECT status FROM job_counts) s "
+	    "WHERE coalesce((SELECT n FROM job_counts c WHERE c.status = s.status), 0) != "
+	    "(SELECT count(*) FROM jobs j WHERE j.status = s.status)");
+	if (off != 0)
+		fail_msg("job_counts differs from the rows in %lld status(es) after %s",
+		    (long long)off, after);
+}
+
+/* Every way a job comes, goes or changes status keeps job_counts, also
+ * the sqlite3 shell's way; list totals and jobq_counts read it. */
+static void
+counts_follow_every_change(void **state)
+{
+	struct job j;
+	enum jobq_cancel_result res;
+	int64_t ids[8], wid, nid, deleted, counts[JOB__MAX];
+	struct json_object *o, *v;
+	const char *sists[] = { "a", "b", "c", "d", "e" };
+	(void)state;
+	assert_int_equal(jobq_worker_register(db, "h", 1, "boot", 4, &wid), DB_OK);
+	srand(4242);
+	for (int step = 0; step < 400; step++) {
+		char what[64];
+		int op = rand() % 10;
+		snprintf(what, sizeof(what), "step %d (op %d)", step, op);
+		switch (op) {
+		case 0:
+		case 1:
+		case 2:
+			enq(sists[rand() % 5], rand() % 2 ? sists[rand() % 5] : NULL);
+			break;
+		case 3:
+			if (jobq_acquire(db, wid, 4, 1, &j) == 1)
+				jobq_job_clear(&j);
+			break;
+		case 4: {
+			int64_t r = scalar("SELECT id FROM jobs WHERE status = 'running' LIMIT 1");
+			if (r > 0)
+				assert_int_equal(
+				    jobq_finish(db, r, rand() % 2 ? JOB_COMPLETED : JOB_ERROR, 1, 0,
+				        NULL, NULL, 0, NULL),
+				    DB_OK);
+			break;
+		}
+		case 5: {
+			int64_t r =
+			    scalar("SELECT id FROM jobs WHERE status IN ('pending', 'running') "
+			           "ORDER BY random() LIMIT 1");
+			if (r > 0 && jobq_cancel(db, r, &res, &j) == DB_OK)
+				jobq_job_clear(&j);
+			break;
+		}
+		case 6:
+			assert_int_equal(
+			    sqlite3_exec(db_sqlite(db),
+			        "UPDATE jobs SET locked_at = '2000-01-01T00:00:00.000Z' "
+			        "WHERE id IN (SELECT id FROM jobs WHERE status = 'running' "
+			        "LIMIT 1)",
+			        NULL, NULL, NULL),
+			    SQLITE_OK);
+			(void)jobq_sweep_orphans(db, 60, "orphaned", ids, 8);
+			break;
+		case 7: {
+			int64_t r =
+			    scalar("SELECT id FROM jobs WHERE status IN ('completed', 'error', "
+			           "'cancelled') ORDER BY random() LIMIT 1");
+			if (r > 0)
+				assert_int_equal(jobq_requeue(db, r, "admin", &nid), DB_OK);
+			break;
+		}
+		case 8:
+			if (rand() % 4 == 0)
+				assert_int_equal(
+				    jobq_prune(db, util_now_ms() + 1000, &deleted), DB_OK);
+			else
+				(void)jobq_close_worker_jobs(db, wid, "worker died", ids, 8);
+			break;
+		default:
+			/* hand edits in the sqlite3 shell, including a status no
+			 * program writes */
+			assert_int_equal(
+			    sqlite3_exec(db_sqlite(db),
+			        rand() % 2 ? "DELETE FROM jobs WHERE id IN (SELECT id FROM "
+			                     "jobs ORDER BY random() LIMIT 1)"
+			                   : "UPDATE jobs SET status = CASE abs(random()) % 3 "
+			                     "WHEN 0 THEN 'completed' WHEN 1 THEN 'x' ELSE "
+			                     "status END WHERE id IN (SELECT id FROM jobs "
+			                     "ORDER BY random() LIMIT 2)",
+			        NULL, NULL, NULL),
+			    SQLITE_OK);
+			break;
+		}
+		assert_counts_match(what);
+	}
+	assert_true(scalar("SELECT count(DISTINCT status) FROM jobs") >= 4);
+	assert_int_equal(jobq_counts(db, counts), DB_OK);
+	for (int s = 0; s < JOB__MAX; s++) {
+		char q[128];
+		snprintf(q, sizeof(q), "SELECT count(*) FROM jobs WHERE status = '%s'",
+		    jobq_status_name((enum job_status)s));
+		assert_int_equal(counts[s], scalar(q));
+		assert_int_equal(list_page(s, 1, 0, &o), DB_OK);
+		json_object_object_get_ex(o, "total", &v);
+		assert_int_equal(json_object_get_int64(v), counts[s]);
+		json_object_put(o);
+	}
+	assert_int_equal(list_page(-1, 1, 0, &o), DB_OK);
+	json_object_object_get_ex(o, "total", &v);
+	assert_int_equal(json_object_get_int64(v), scalar("SELECT count(*) FROM jobs"));
+	json_object_put(o);
+}
+
 /* Every status filter lists newest first, whichever index serves it
  * (schema/003: idx_jobs_created, idx_jobs_failed, idx_jobs_status_slot). */
 static void
@@ -659,6 +776,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(prune_and_requeue, setup, teardown),
 		cmocka_unit_test_setup_teardown(prune_keeps_newest, setup, teardown),
 		cmocka_unit_test_setup_teardown(list_by_status_newest_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(counts_follow_every_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(multi_process_race, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
