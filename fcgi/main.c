@@ -120,30 +120,40 @@ api_close(struct api *api)
 	api->wake_dir = NULL;
 }
 
-/* The accept loop of one process. */
+/* The accept loop of one process.
+ *
+ * Signals and libfcgi: a signal that lands inside FCGX_Accept_r after the
+ * connection is accepted (its wait for the first bytes, or the read of the
+ * parameters) makes libfcgi drop that connection: the web server sees it
+ * closed without an answer. So SIGHUP, which log rotation sends every day,
+ * stays blocked in a serving process and is taken once a request is in
+ * hand (sigpending, then sigwait), never delivered: the first request
+ * after a rotation logs to the new file. SIGTERM and SIGINT must
+ * still interrupt a wait in accept(), so they are open there and blocked
+ * while a request is in hand (the answer is always finished); one that
+ * lands in that short window after accept() can still cost that request,
+ * and only when the process is stopping anyway. */
 static void
 serve(struct api *api, int listen_fd)
 {
 	FCGX_Request fr;
-	sigset_t term;
+	sigset_t term, hup, pending;
 	struct req r;
+	int sig;
 
-	/* a stop signal waits while a request is in hand (so no write of the
-	 * answer is cut short by EINTR); it is taken between requests */
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
 	sigaddset(&term, SIGINT);
-	sigaddset(&term, SIGHUP);
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &hup, NULL) != 0)
+		fatal("sigprocmask");
 	api->long_lived = 1;
 	api_open(api);
 	if (FCGX_InitRequest(&fr, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
 		fatalx("FCGX_InitRequest failed");
 	log_info("serving (pid %d)", (int)getpid());
 	while (!stopping) {
-		if (reopen_logs) {
-			reopen_logs = 0;
-			(void)log_reopen();
-		}
 		if (FCGX_Accept_r(&fr) < 0) {
 			if (stopping)
 				break;
@@ -155,10 +165,27 @@ serve(struct api *api, int listen_fd)
 		}
 		if (sigprocmask(SIG_BLOCK, &term, NULL) != 0)
 			log_warn("sigprocmask");
+		/* a rotation while idle: this request already logs to the new file */
+		if (reopen_logs || (sigpending(&pending) == 0 && sigismember(&pending, SIGHUP))) {
+			if (!reopen_logs)
+				(void)sigwait(&hup, &sig); /* take the pending one */
+			reopen_logs = 0;
+			(void)log_reopen();
+		}
 		req_init(&r, api, 0, fr.in, fr.out, fr.envp);
 		route_dispatch(&r);
 		req_free(&r);
 		api->requests++;
+		/* libfcgi closes a connection gracefully: shutdown, then poll
+		 * and read until the web server closes its end, so that unread
+		 * input cannot turn into a reset that loses the answer. Every
+		 * route reads or drains the request to its end first (route.c),
+		 * and once the end is seen no more input can come: then a plain
+		 * close loses nothing and saves three system calls and a wake-up
+		 * of the web server per request (FCGX_Detach only turns the
+		 * graceful part off). A body too big to drain keeps it. */
+		if (FCGX_HasSeenEOF(fr.in) == EOF)
+			(void)FCGX_Detach(&fr);
 		FCGX_Finish_r(&fr);
 		if (sigprocmask(SIG_UNBLOCK, &term, NULL) != 0)
 			log_warn("sigprocmask");

@@ -184,7 +184,9 @@ class Fcgi(HTTP):
         self.addr = addr
         self.token = None
 
-    def request(self, method, uri, body=None, headers=None, raw=None, timeout=30):
+    def request(self, method, uri, body=None, headers=None, raw=None, timeout=30,
+                before_send=None):
+        """before_send: called once connected, before the request is sent."""
         import json as _json
         data = raw if raw is not None else (_json.dumps(body).encode() if body is not None else b"")
         path, _, qs = uri.partition("?")
@@ -205,6 +207,8 @@ class Fcgi(HTTP):
         s.settimeout(timeout)
         try:
             s.connect(self.addr)
+            if before_send:
+                before_send()
             msg = _rec(FCGI_BEGIN, 1, struct.pack(">HB5x", 1, 0))
             pb = b"".join(_nv(k, v) for k, v in params.items())
             msg += _rec(FCGI_PARAMS, 1, pb) + _rec(FCGI_PARAMS, 1, b"")

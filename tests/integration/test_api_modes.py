@@ -368,6 +368,58 @@ def test_sighup_reopens_the_log_file(menv):
     assert p.alive() and len(children(p.pid)) == 2
 
 
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_sighup_before_the_request_arrives_loses_nothing(menv, transport):
+    """Log rotation's SIGHUP lands while a child holds an accepted connection
+    whose request has not arrived yet (libfcgi's wait for the first bytes on
+    a unix socket, its read of the parameters on TCP). A signal interrupting
+    that wait makes libfcgi drop the connection; the request must still be
+    answered, and the log reopened afterwards."""
+    log = menv.path("api-file.log")
+    if transport == "unix":
+        addr = menv.path("api.sock")
+        p = menv.start([binary("etl-api"), "-s", addr, "-n", "1"], "etl-api",
+                       env={"ETL_LOG_FILE": log, "ETL_LOG_LEVEL": "debug"})
+    else:
+        port = free_port()
+        addr = ("127.0.0.1", port)
+        p = menv.start([binary("etl-api"), "-p", f"127.0.0.1:{port}", "-n", "1"], "etl-api",
+                       env={"ETL_LOG_FILE": log, "ETL_LOG_LEVEL": "debug"})
+    c = Fcgi(addr)
+    wait_for(lambda: c.get("/api/health")[0] == 200, what="etl-api")
+    child = p.pid  # -n 1: the process serves itself
+
+    def syscall():  # the child's current system call (x86-64 numbers), or None
+        with open(f"/proc/{child}/syscall") as f:
+            w = f.read().split()
+        return int(w[0]) if w and w[0].lstrip("-").isdigit() else None
+
+    def hup_taken():  # blocked: held pending for later; else: delivered
+        f = {}
+        with open(f"/proc/{child}/status") as fh:
+            for line in fh:
+                k, _, v = line.partition(":")
+                f[k] = int(v.split()[0], 16) if k in ("SigPnd", "ShdPnd", "SigBlk") else 0
+        bit = 1 << (signal.SIGHUP - 1)
+        pending = bool((f["SigPnd"] | f["ShdPnd"]) & bit)
+        return pending if f["SigBlk"] & bit else not pending
+
+    def rotate_now():
+        # accepted, now waiting for the request: poll (7) or read (0)
+        wait_for(lambda: syscall() in (0, 7), what="the child waiting for the request")
+        os.rename(log, log + ".1")
+        os.kill(child, signal.SIGHUP)
+        wait_for(hup_taken, what="SIGHUP taken")
+
+    st, _, js, _ = c.request("GET", "/api/health", before_send=rotate_now)
+    assert st == 200 and js["status"] in ("ok", "degraded")
+    for _ in range(3):
+        assert c.get("/api/health")[0] == 200
+    wait_for(lambda: os.path.exists(log) and "GET /health -> 200" in open(log).read(),
+             what="request lines in the new log file")
+    assert p.alive()
+
+
 def test_run_by_hand_prints_usage(menv):
     r = subprocess.run([binary("etl-api")], env=menv.env, stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=30)
