@@ -247,10 +247,15 @@ static const char sql_rollback[] = "ROLLBACK";
  * frames arrive while it copies, so the WAL is never wholly copied, no
  * writer can start it over, and it grows until a writer's own
  * autocheckpoint (two fsyncs inside a request) does the job. So once the
- * WAL is long, a TRUNCATE checkpoint follows the passive one: it holds the
- * write lock only to copy the few frames written meanwhile, then empties
- * the file. It waits at most DB_CHECKPOINT_WAIT_MS for the lock and for
- * readers (DB_BUSY then: the next call tries again).
+ * WAL is long, a RESTART checkpoint follows the passive ones: it holds the
+ * write lock only to copy the few frames written meanwhile (two short
+ * fsyncs), and then the next writer starts the WAL over from its
+ * beginning. Not TRUNCATE: cutting a WAL of 16 MB to nothing took 24-67 ms
+ * in ftruncate (strace -T, under bench/api.sh), all of it with every writer
+ * waiting, and the file then had to grow again block by block; restarted,
+ * the file keeps its blocks and is written over (journal_size_limit still
+ * cuts it back to 64 MiB). It waits at most DB_CHECKPOINT_WAIT_MS for the
+ * lock and for readers (DB_BUSY then: the next call tries again).
  */
 enum db_rc
 db_checkpoint(struct db *db, int *wal_frames, int *copied)
@@ -258,14 +263,14 @@ db_checkpoint(struct db *db, int *wal_frames, int *copied)
 	int log = 0, done = 0, saved = db->busy_ms;
 	int rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
 
-	if (rc == SQLITE_OK && log >= DB_CHECKPOINT_TRUNCATE_PAGES) {
+	if (rc == SQLITE_OK && log >= DB_CHECKPOINT_RESTART_PAGES) {
 		/* A second passive pass copies what came during the first, so the
 		 * locked pass has only milliseconds of frames (and of fsync) left. */
 		rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
 		db->busy_ms = DB_CHECKPOINT_WAIT_MS;
 		if (rc == SQLITE_OK)
 			rc = sqlite3_wal_checkpoint_v2(
-			    db->h, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+			    db->h, NULL, SQLITE_CHECKPOINT_RESTART, &log, &done);
 		db->busy_ms = saved;
 	}
 	if (rc != SQLITE_OK && db_map(rc) != DB_BUSY)

@@ -56,12 +56,12 @@ enum db_rc db_map(int sqlite_rc);
  * runs), and a WAL file longer than 64 MiB is cut back to that after a
  * checkpoint (db_open's pragmas). */
 #define DB_CHECKPOINT_INTERVAL_MS 1000
-#define DB_CHECKPOINT_TRUNCATE_PAGES 4000
+#define DB_CHECKPOINT_RESTART_PAGES 4000
 #define DB_CHECKPOINT_WAIT_MS 50
 
 /* A passive checkpoint: copies what it can without waiting for readers or
- * writers; then, when the WAL holds DB_CHECKPOINT_TRUNCATE_PAGES or more,
- * empties it (db.c says why). *wal_frames and *copied (either may be NULL)
+ * writers; then, when the WAL holds DB_CHECKPOINT_RESTART_PAGES or more,
+ * has it start over (db.c says why). *wal_frames and *copied (either may be NULL)
  * get the WAL's length and how much of it is now in the database. Returns
  * enum db_rc. */
 enum db_rc db_checkpoint(struct db *db, int *wal_frames, int *copied);
