@@ -21,6 +21,7 @@ struct db;
 struct pub;
 struct json_object;
 struct route;
+struct wake_sender;
 
 /* One etl-api process: made once (after fork), used by every request. */
 struct api {
@@ -30,7 +31,7 @@ struct api {
 	int long_lived; /* FastCGI, not CGI: run the WAL checkpointer */
 	struct ckpt *ckpt; /* lib/ckpt.h, beside db; NULL in CGI mode */
 	struct pub *pub;
-	char *wake_dir; /* malloc'd */
+	struct wake_sender *wake; /* to the workers' wake-up sockets (wake.h) */
 	int64_t started_ms;
 	int64_t requests; /* served by this process */
 };

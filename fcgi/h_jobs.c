@@ -129,7 +129,7 @@ publish_sistemas(struct api *api, const struct job *j)
 static void
 wake_workers(struct api *api)
 {
-	int n = wake_notify(api->wake_dir);
+	int n = wake_sender_notify(api->wake);
 
 	log_debug("woke %d worker(s)", n);
 }

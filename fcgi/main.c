@@ -101,7 +101,9 @@ api_open(struct api *api)
 	api->pub = pub_open(&api->conf, err, sizeof(err));
 	if (api->pub == NULL)
 		fatalx("%s", err);
-	api->wake_dir = wake_dir_for(api->conf.wake_dir, api->conf.db_path);
+	char *dir = wake_dir_for(api->conf.wake_dir, api->conf.db_path);
+	api->wake = wake_sender_open(dir);
+	free(dir);
 	api->started_ms = util_now_ms();
 	if (route_db_ensure(api) != 0)
 		log_warnx("database not available yet: requests get 503 until it is");
@@ -116,8 +118,8 @@ api_close(struct api *api)
 	api->db = NULL;
 	pub_close(api->pub);
 	api->pub = NULL;
-	free(api->wake_dir);
-	api->wake_dir = NULL;
+	wake_sender_close(api->wake);
+	api->wake = NULL;
 }
 
 /* The accept loop of one process.

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -82,38 +83,130 @@ wake_unlink(const char *dir)
 		unlink(sa.sun_path);
 }
 
+/*
+ * The sender keeps the names it found and rescans only when the
+ * directory's mtime moves: a stat instead of open, two getdents, close,
+ * and a socket made and closed, on every enqueue. A timestamp comes from a
+ * clock that ticks every few milliseconds, so a worker binding in the same
+ * tick as the scan would leave the mtime as it was: a directory changed
+ * less than WAKE_RECENT_NS ago is scanned again each time. Were a worker
+ * still missed, it would only start the job at its next poll.
+ */
+#define WAKE_MAX_PEERS 32
+#define WAKE_RECENT_NS 100000000LL /* 100 ms */
+
+struct wake_sender {
+	char *dir;
+	int fd; /* the datagram socket sends go out on; -1 until it opens */
+	int scanned;
+	struct timespec mtime; /* of dir when names were read */
+	size_t n;
+	char names[WAKE_MAX_PEERS][64];
+};
+
+struct wake_sender *
+wake_sender_open(const char *dir)
+{
+	struct wake_sender *w = xcalloc(1, sizeof(*w));
+
+	w->dir = xstrdup(dir);
+	w->fd = -1;
+	return w;
+}
+
+void
+wake_sender_close(struct wake_sender *w)
+{
+	if (w == NULL)
+		return;
+	if (w->fd != -1)
+		close(w->fd);
+	free(w->dir);
+	free(w);
+}
+
+static int
+is_recent(const struct timespec *t)
+{
+	struct timespec now;
+
+	if (clock_gettime(CLOCK_REALTIME, &now) != 0)
+		return 1;
+	return (now.tv_sec - t->tv_sec) * 1000000000LL + (now.tv_nsec - t->tv_nsec) <
+	       WAKE_RECENT_NS;
+}
+
+static void
+scan(struct wake_sender *w, const struct timespec *mtime)
+{
+	DIR *d = opendir(w->dir);
+	struct dirent *de;
+
+	w->n = 0;
+	w->scanned = 0;
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+		if (strncmp(de->d_name, "worker-", 7) != 0 || n < 5 || n >= sizeof(w->names[0]) ||
+		    strcmp(de->d_name + n - 5, ".sock") != 0)
+			continue;
+		if (w->n == WAKE_MAX_PEERS) {
+			log_warnx("wake: more than %d worker sockets in %s: waking the first %d",
+			    WAKE_MAX_PEERS, w->dir, WAKE_MAX_PEERS);
+			break;
+		}
+		memcpy(w->names[w->n++], de->d_name, n + 1);
+	}
+	closedir(d);
+	w->mtime = *mtime;
+	w->scanned = 1;
+}
+
+int
+wake_sender_notify(struct wake_sender *w)
+{
+	struct stat sb;
+	int sent = 0;
+
+	if (stat(w->dir, &sb) == -1) {
+		w->n = 0;
+		w->scanned = 0;
+		return 0;
+	}
+	if (!w->scanned || sb.st_mtim.tv_sec != w->mtime.tv_sec ||
+	    sb.st_mtim.tv_nsec != w->mtime.tv_nsec || is_recent(&sb.st_mtim))
+		scan(w, &sb.st_mtim);
+	if (w->n > 0 && w->fd == -1)
+		w->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (w->fd == -1)
+		return 0;
+	for (size_t i = 0; i < w->n; i++) {
+		struct sockaddr_un sa;
+		if (sock_path(&sa, w->dir, w->names[i]) == -1)
+			continue;
+		if (sendto(w->fd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		        sizeof(sa)) == 1) {
+			sent++;
+			continue;
+		}
+		if (errno == ECONNREFUSED)
+			unlink(sa.sun_path); /* its worker is gone */
+		if (errno == ECONNREFUSED || errno == ENOENT)
+			w->scanned = 0; /* read the directory again next time */
+		/* EAGAIN: its queue is full of wake-ups already; enough. */
+	}
+	return sent;
+}
+
 int
 wake_notify(const char *dir)
 {
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	int fd, sent = 0;
+	struct wake_sender *w = wake_sender_open(dir);
+	int n = wake_sender_notify(w);
 
-	if (d == NULL)
-		return 0;
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		closedir(d);
-		return 0;
-	}
-	while ((de = readdir(d)) != NULL) {
-		struct sockaddr_un sa;
-		size_t n = strlen(de->d_name);
-		if (strncmp(de->d_name, "worker-", 7) != 0 || n < 5 ||
-		    strcmp(de->d_name + n - 5, ".sock") != 0)
-			continue;
-		if (sock_path(&sa, dir, de->d_name) == -1)
-			continue;
-		if (sendto(fd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sa,
-		        sizeof(sa)) == 1)
-			sent++;
-		else if (errno == ECONNREFUSED)
-			unlink(sa.sun_path); /* its worker is gone */
-		/* EAGAIN: its queue is full of wake-ups already; enough. */
-	}
-	close(fd);
-	closedir(d);
-	return sent;
+	wake_sender_close(w);
+	return n;
 }
 
 char *

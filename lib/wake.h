@@ -17,6 +17,12 @@ void wake_drain(int fd);
 void wake_unlink(const char *dir);
 /* Sends a wake-up to every worker socket in dir. Returns how many got it. */
 int wake_notify(const char *dir);
+/* The same for a process that wakes often (etl-api): the sender keeps the
+ * socket names and reads the directory again only when it has changed. One
+ * sender per thread. */
+struct wake_sender *wake_sender_open(const char *dir);
+int wake_sender_notify(struct wake_sender *w);
+void wake_sender_close(struct wake_sender *w);
 /* The wake dir for a configuration: ETL_WAKE_DIR, else "<dir of db>/wake".
  * Returns a malloc'd string. */
 char *wake_dir_for(const char *wake_dir, const char *db_path);

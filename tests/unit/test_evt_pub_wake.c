@@ -5,6 +5,7 @@
 #include <hiredis/hiredis.h>
 #include <json-c/json.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -222,6 +223,56 @@ disabled_publishes_nothing(void **state)
 	conf_free(&c);
 }
 
+/* The caching sender finds a worker that binds after it has scanned (also
+ * within the same clock tick), forgets one that is gone, and copes with the
+ * directory coming and going. */
+static void
+wake_sender_follows_the_directory(void **state)
+{
+	char dir[64], b;
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/etl-unit-wakes-%d", (int)getpid());
+	struct wake_sender *w = wake_sender_open(dir);
+	assert_int_equal(wake_sender_notify(w), 0); /* no directory yet */
+	int fd = wake_listen(dir);
+	assert_true(fd >= 0);
+	assert_int_equal(wake_sender_notify(w), 1);
+	assert_int_equal(recv(fd, &b, 1, 0), 1);
+	for (int i = 0; i < 3; i++) /* from the cache */
+		assert_int_equal(wake_sender_notify(w), 1);
+	wake_drain(fd);
+	/* a second worker (another pid's name) binds right after a scan */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int f2 = wake_listen(dir);
+		char c;
+		struct pollfd pf = { f2, POLLIN, 0 };
+		/* answer the parent's wake-up by exiting 0 */
+		_exit(f2 >= 0 && poll(&pf, 1, 10000) == 1 && recv(f2, &c, 1, 0) == 1 ? 0 : 1);
+	}
+	char p2[128];
+	struct stat sb;
+	snprintf(p2, sizeof(p2), "%s/worker-%d.sock", dir, (int)pid);
+	for (int i = 0; i < 5000 && stat(p2, &sb) != 0; i++)
+		usleep(1000);
+	assert_int_equal(stat(p2, &sb), 0);
+	int n = wake_sender_notify(w);
+	assert_int_equal(n, 2);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* its worker gone: the socket is removed, and the next sends skip it */
+	assert_int_equal(wake_sender_notify(w), 1);
+	assert_int_equal(stat(p2, &sb), -1);
+	assert_int_equal(wake_sender_notify(w), 1);
+	close(fd);
+	wake_unlink(dir);
+	rmdir(dir);
+	assert_int_equal(wake_sender_notify(w), 0);
+	wake_sender_close(w);
+}
+
 static void
 wake_roundtrip(void **state)
 {
@@ -257,6 +308,7 @@ main(void)
 		cmocka_unit_test_teardown(publish_to_real_redis, kill_redis),
 		cmocka_unit_test(disabled_publishes_nothing),
 		cmocka_unit_test(wake_roundtrip),
+		cmocka_unit_test(wake_sender_follows_the_directory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
