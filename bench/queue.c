@@ -32,6 +32,8 @@ rm_db(const char *p)
 	unlink(b);
 	snprintf(b, sizeof(b), "%s-shm", p);
 	unlink(b);
+	snprintf(b, sizeof(b), "%s.ckpt.lock", p);
+	unlink(b);
 }
 
 /* CPU time (user + system) of the calling thread, in µs. */
@@ -68,6 +70,7 @@ main(int argc, char **argv)
 	struct ckpt *ckpt = ckpt_start(path, 10000, err, sizeof(err));
 	if (ckpt == NULL)
 		fatalx("%s", err);
+	db_autocheckpoint(db, 0); /* as in etl-api and etl-worker: the thread's job */
 	int64_t c0 = thread_cpu_us(), t0 = util_mono_ms(), id;
 	int existed;
 	uint64_t mask;
@@ -96,6 +99,7 @@ main(int argc, char **argv)
 			int r;
 			if (d == NULL)
 				_exit(1);
+			db_autocheckpoint(d, 0);
 			while ((r = jobq_acquire(d, getpid(), procs, 0, &j)) != 0) {
 				if (r < 0)
 					continue;

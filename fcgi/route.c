@@ -144,6 +144,7 @@ route_db_ensure(struct api *api)
 	    (api->ckpt = ckpt_start(api->conf.db_path, api->conf.db_busy_timeout, err,
 	         sizeof(err))) == NULL)
 		log_warnx("%s (requests will checkpoint the WAL themselves)", err);
+	db_autocheckpoint(api->db, api->ckpt == NULL);
 	return 0;
 }
 

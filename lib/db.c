@@ -25,6 +25,7 @@ struct db {
 	sqlite3 *h;
 	int busy_ms; /* how long to wait for a lock */
 	int64_t busy_since; /* mono ms: when the current wait began */
+	int64_t busy_last; /* mono ms: the handler's last call */
 	struct {
 		const char *sql;
 		sqlite3_stmt *st;
@@ -58,7 +59,19 @@ db_map(int rc)
  * longer than the lock was held (a worker's acquire, an API request).
  * Writers here hold the lock for well under a millisecond: poll finely
  * (0.1 ms, then 1 ms) up to the same timeout. Runs inside sqlite3_step.
+ *
+ * SQLite numbers the calls (n) per operation, not per lock: a RESTART
+ * checkpoint waits for the write lock, copies and fsyncs (tens of ms),
+ * then waits for readers, all as one count. Timed from n == 0, that second
+ * wait began already past DB_CHECKPOINT_WAIT_MS and gave up at once, so
+ * under load the WAL grew to 250 MB between restarts. A wait is therefore
+ * also new when BUSY_NEW_WAIT_MS passed since the handler's last sleep
+ * ended: that is time SQLite spent working, not waiting (a lock attempt
+ * between two sleeps takes microseconds), so a wait cannot be stretched
+ * past the timeout this way.
  */
+#define BUSY_NEW_WAIT_MS 5
+
 static int
 busy_wait(void *arg, int n)
 {
@@ -66,11 +79,12 @@ busy_wait(void *arg, int n)
 	struct timespec ts = { 0, n < 20 ? 100000L : 1000000L };
 	int64_t now = util_mono_ms();
 
-	if (n == 0)
+	if (n == 0 || now - db->busy_last > BUSY_NEW_WAIT_MS)
 		db->busy_since = now;
 	if (now - db->busy_since >= db->busy_ms)
 		return 0; /* give up: SQLITE_BUSY, DB_BUSY to the caller */
 	(void)nanosleep(&ts, NULL);
+	db->busy_last = util_mono_ms();
 	return 1;
 }
 
@@ -149,11 +163,13 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 	}
 	if (exec_simple(h, "PRAGMA foreign_keys=ON") != SQLITE_OK ||
 	    exec_simple(h, "PRAGMA synchronous=NORMAL") != SQLITE_OK ||
-	    /* Checkpoints are the worker's job (db_checkpoint on a timer): a
+	    /* Checkpoints are a checkpointer thread's job (ckpt.h): a
 	     * checkpoint is two fsyncs, which would otherwise land on whichever
 	     * request's commit crosses the threshold. This one is the safety
-	     * net when no worker runs; the WAL file is cut back afterwards. */
-	    exec_simple(h, "PRAGMA wal_autocheckpoint=16000") != SQLITE_OK ||
+	     * net for a connection of a process without that thread (CGI mode,
+	     * tools); db_autocheckpoint turns it off where the thread runs.
+	     * The WAL file is cut back to 64 MiB when it starts over. */
+	    sqlite3_wal_autocheckpoint(h, DB_AUTOCHECKPOINT_PAGES) != SQLITE_OK ||
 	    exec_simple(h, "PRAGMA journal_size_limit=67108864") != SQLITE_OK) {
 		snprintf(err, errlen, "database %s: %s", path, sqlite3_errmsg(h));
 		goto fail;
@@ -280,6 +296,12 @@ db_checkpoint(struct db *db, int *wal_frames, int *copied)
 	if (copied)
 		*copied = done;
 	return db_map(rc);
+}
+
+void
+db_autocheckpoint(struct db *db, int on)
+{
+	(void)sqlite3_wal_autocheckpoint(db->h, on ? DB_AUTOCHECKPOINT_PAGES : 0);
 }
 
 enum db_rc

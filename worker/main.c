@@ -223,6 +223,7 @@ main(int argc, char **argv)
 	/* Without it (no thread to be had) commits checkpoint themselves. */
 	if ((w.ckpt = ckpt_start(w.conf.db_path, w.conf.db_busy_timeout, err, sizeof(err))) == NULL)
 		log_warnx("%s (commits will checkpoint the WAL themselves)", err);
+	db_autocheckpoint(w.db, w.ckpt == NULL);
 	if ((w.pub = pub_open(&w.conf, err, sizeof(err))) == NULL) {
 		log_warnx("redis: %s", err);
 		goto out;

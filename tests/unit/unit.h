@@ -35,6 +35,8 @@ unit_rmdb(const char *path)
 	unlink(p);
 	snprintf(p, sizeof(p), "%s-shm", path);
 	unlink(p);
+	snprintf(p, sizeof(p), "%s.ckpt.lock", path);
+	unlink(p);
 }
 
 #endif
