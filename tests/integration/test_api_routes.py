@@ -129,6 +129,33 @@ def test_every_protected_route_needs_a_valid_token(stack):
     is_error(c.get("/api/auth/me", headers={"Authorization": "Basic dmlldzp4"}), 401)
 
 
+def test_an_accepted_token_still_expires_and_near_misses_fail(stack):
+    """A token that worked stops at its expiry, to the second; one byte off
+    in the signature of a token that worked is refused; tokens used in
+    turn each keep working (a guard for any caching of verified tokens)."""
+    now = int(time.time())
+    c = client(stack)
+    short = jwt("view", "viewer", now, now + 3)
+    other = jwt("view", "viewer", now, now + 600)
+    for _ in range(3):
+        for tok in (short, other):
+            c.token = tok
+            assert c.get("/api/auth/me")[0] == 200
+    c.token = short
+    assert c.get("/api/auth/me")[0] == 200
+    sig = short.rsplit(".", 1)[1]
+    c.token = short[:-len(sig)] + ("A" if sig[0] != "A" else "B") + sig[1:]
+    h = is_error(c.get("/api/auth/me"), 401)
+    assert h["www-authenticate"] == "Bearer"
+    c.token = short
+    time.sleep(max(0.0, now + 3.1 - time.time()))  # the token's own clock
+    for _ in range(3):  # each web server process may have it cached
+        st, _, js, _ = c.get("/api/auth/me")
+        assert st == 401 and js["detail"] == "token expired", (st, js)
+    c.token = other
+    assert c.get("/api/auth/me")[0] == 200
+
+
 def test_role_comes_from_the_database_not_the_token(stack):
     now = int(time.time())
     c = client(stack)
