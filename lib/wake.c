@@ -88,8 +88,9 @@ wake_unlink(const char *dir)
  * directory's mtime moves: a stat instead of open, two getdents, close,
  * and a socket made and closed, on every enqueue. A timestamp comes from a
  * clock that ticks every few milliseconds, so a worker binding in the same
- * tick as the scan would leave the mtime as it was: a directory changed
- * less than WAKE_RECENT_NS ago is scanned again each time. Were a worker
+ * tick as the scan would leave the mtime as it was: a listing is trusted
+ * only if the directory had not changed for WAKE_RECENT_NS when it was
+ * read, else it is read again next time. Were a worker
  * still missed, it would only start the job at its next poll.
  */
 #define WAKE_MAX_PEERS 32
@@ -160,7 +161,10 @@ scan(struct wake_sender *w, const struct timespec *mtime)
 	}
 	closedir(d);
 	w->mtime = *mtime;
-	w->scanned = 1;
+	/* trusted only once the directory had been quiet for WAKE_RECENT_NS
+	 * before it was read: a later change in the same clock tick would
+	 * leave this mtime as it is */
+	w->scanned = !is_recent(mtime);
 }
 
 int
@@ -175,7 +179,7 @@ wake_sender_notify(struct wake_sender *w)
 		return 0;
 	}
 	if (!w->scanned || sb.st_mtim.tv_sec != w->mtime.tv_sec ||
-	    sb.st_mtim.tv_nsec != w->mtime.tv_nsec || is_recent(&sb.st_mtim))
+	    sb.st_mtim.tv_nsec != w->mtime.tv_nsec)
 		scan(w, &sb.st_mtim);
 	if (w->n > 0 && w->fd == -1)
 		w->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "conf.h"
@@ -273,6 +274,40 @@ wake_sender_follows_the_directory(void **state)
 	wake_sender_close(w);
 }
 
+/* A worker that binds in the same clock tick as the sender's scan leaves
+ * the directory's mtime as the scan saw it (kernels before 6.13 stamp
+ * files from a clock that ticks every few ms; simulated here by setting
+ * the mtime back): it is still found once the tick is over. */
+static void
+wake_sender_same_tick(void **state)
+{
+	char dir[64], b;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat sb;
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/etl-unit-waket-%d", (int)getpid());
+	int fd = wake_listen(dir);
+	assert_true(fd >= 0);
+	struct wake_sender *w = wake_sender_open(dir);
+	assert_int_equal(stat(dir, &sb), 0);
+	assert_int_equal(wake_sender_notify(w), 1); /* scanned: one worker */
+	int fd2 = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(fd2 >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/worker-999999.sock", dir);
+	assert_int_equal(bind(fd2, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	struct timespec same[2] = { sb.st_atim, sb.st_mtim };
+	assert_int_equal(utimensat(AT_FDCWD, dir, same, 0), 0);
+	usleep(150000); /* the tick is long over */
+	assert_int_equal(wake_sender_notify(w), 2);
+	assert_int_equal(recv(fd2, &b, 1, MSG_DONTWAIT), 1);
+	wake_sender_close(w);
+	close(fd2);
+	unlink(sa.sun_path);
+	close(fd);
+	wake_unlink(dir);
+	rmdir(dir);
+}
+
 static void
 wake_roundtrip(void **state)
 {
@@ -309,6 +344,7 @@ main(void)
 		cmocka_unit_test(disabled_publishes_nothing),
 		cmocka_unit_test(wake_roundtrip),
 		cmocka_unit_test(wake_sender_follows_the_directory),
+		cmocka_unit_test(wake_sender_same_tick),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
