@@ -128,9 +128,10 @@ api_close(struct api *api)
  * connection is accepted (its wait for the first bytes, or the read of the
  * parameters) makes libfcgi drop that connection: the web server sees it
  * closed without an answer. So SIGHUP, which log rotation sends every day,
- * stays blocked in a serving process and is taken once a request is in
- * hand (sigpending, then sigwait), never delivered: the first request
- * after a rotation logs to the new file. SIGTERM and SIGINT must
+ * stays blocked in a serving process and is taken, never delivered: once
+ * a request is in hand (so the first request after a rotation logs to the
+ * new file), and by the checkpointer thread within a second when the
+ * process is idle (ckpt_take_sighup). SIGTERM and SIGINT must
  * still interrupt a wait in accept(), so they are open there and blocked
  * while a request is in hand (the answer is always finished); one that
  * lands in that short window after accept() can still cost that request,
@@ -139,9 +140,9 @@ static void
 serve(struct api *api, int listen_fd)
 {
 	FCGX_Request fr;
-	sigset_t term, hup, pending;
+	static const struct timespec no_wait = { 0, 0 };
+	sigset_t term, hup;
 	struct req r;
-	int sig;
 
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
@@ -167,10 +168,9 @@ serve(struct api *api, int listen_fd)
 		}
 		if (sigprocmask(SIG_BLOCK, &term, NULL) != 0)
 			log_warn("sigprocmask");
-		/* a rotation while idle: this request already logs to the new file */
-		if (reopen_logs || (sigpending(&pending) == 0 && sigismember(&pending, SIGHUP))) {
-			if (!reopen_logs)
-				(void)sigwait(&hup, &sig); /* take the pending one */
+		/* a rotation while idle: this request already logs to the new
+		 * file (the checkpointer thread may have taken it first) */
+		if (reopen_logs || sigtimedwait(&hup, NULL, &no_wait) == SIGHUP) {
 			reopen_logs = 0;
 			(void)log_reopen();
 		}
@@ -188,6 +188,8 @@ serve(struct api *api, int listen_fd)
 		 * graceful part off). A body too big to drain keeps it. */
 		if (FCGX_HasSeenEOF(fr.in) == EOF)
 			(void)FCGX_Detach(&fr);
+		else /* not left over from an earlier request on a kept connection */
+			(void)FCGX_Attach(&fr);
 		FCGX_Finish_r(&fr);
 		if (sigprocmask(SIG_UNBLOCK, &term, NULL) != 0)
 			log_warn("sigprocmask");

@@ -145,6 +145,8 @@ route_db_ensure(struct api *api)
 	         sizeof(err))) == NULL)
 		log_warnx("%s (requests will checkpoint the WAL themselves)", err);
 	db_autocheckpoint(api->db, api->ckpt == NULL);
+	if (api->ckpt != NULL)
+		ckpt_take_sighup(api->ckpt); /* an idle process reopens its log too */
 	return 0;
 }
 

@@ -37,36 +37,76 @@ struct ckpt {
 	struct db *db;
 	char *lock_path;
 	int lock_fd; /* -1 until opened */
-	int held; /* this thread is the database's checkpointer */
+	atomic_int held; /* this thread is the database's checkpointer */
 	int lock_failed;
 	mode_t lock_mode; /* the database file's */
+	gid_t lock_gid;
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;
+	atomic_int take_sighup; /* ckpt_take_sighup */
 };
+
+/* Says once why the thread checkpoints without the lock, and lets it. */
+static int
+without_lock(struct ckpt *c, const char *what)
+{
+	if (!c->lock_failed)
+		log_warn("checkpointer: %s %s (checkpointing without it)", what, c->lock_path);
+	c->lock_failed = 1;
+	return 1;
+}
 
 /* Whether this thread is (now) the database's checkpointer. */
 static int
 take_turn(struct ckpt *c)
 {
-	if (c->held)
+	struct stat sb;
+
+	if (atomic_load(&c->held))
 		return 1;
 	if (c->lock_fd == -1) {
 		/* read-only is enough for flock: programs of the database's group
 		 * can take it whoever made the file */
 		c->lock_fd = open(c->lock_path, O_RDONLY | O_CREAT | O_CLOEXEC, c->lock_mode);
-		if (c->lock_fd == -1) {
-			if (!c->lock_failed)
-				log_warn(
-				    "checkpointer: %s (checkpointing without it)", c->lock_path);
-			c->lock_failed = 1;
-			return 1;
+		if (c->lock_fd == -1)
+			return without_lock(c, "open");
+		/* made by us: the database's mode and group, whatever our umask
+		 * (as SQLite does for -wal and -shm), or the programs of another
+		 * user of the group could not open it and would all checkpoint */
+		if (fstat(c->lock_fd, &sb) == 0 && sb.st_uid == geteuid()) {
+			if ((sb.st_mode & 0777) != c->lock_mode)
+				(void)fchmod(c->lock_fd, c->lock_mode);
+			if (sb.st_gid != c->lock_gid)
+				(void)fchown(c->lock_fd, (uid_t)-1, c->lock_gid);
 		}
 	}
 	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) == 0)
-		c->held = 1;
-	return c->held;
+		atomic_store(&c->held, 1);
+	else if (errno != EWOULDBLOCK)
+		return without_lock(c, "flock"); /* no locks here (NFS, FUSE) */
+	return atomic_load(&c->held);
+}
+
+/* Takes a pending SIGHUP (blocked in every thread of the process) and
+ * reopens the log file. */
+static void
+reopen_on_sighup(void)
+{
+	static const struct timespec now = { 0, 0 };
+	sigset_t hup;
+
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	if (sigtimedwait(&hup, NULL, &now) == SIGHUP)
+		(void)log_reopen();
+}
+
+void
+ckpt_take_sighup(struct ckpt *c)
+{
+	atomic_store(&c->take_sighup, 1);
 }
 
 static void *
@@ -86,6 +126,8 @@ ckpt_main(void *arg)
 		if (c->stop)
 			break;
 		pthread_mutex_unlock(&c->mu);
+		if (atomic_load(&c->take_sighup))
+			reopen_on_sighup();
 		if (take_turn(c))
 			(void)db_checkpoint(c->db, NULL, NULL); /* DB_BUSY: the next tick */
 		pthread_mutex_lock(&c->mu);
@@ -109,7 +151,12 @@ ckpt_start(const char *path, int busy_ms, char *err, size_t errlen)
 	}
 	c->lock_path = xasprintf("%s.ckpt.lock", path);
 	c->lock_fd = -1;
-	c->lock_mode = stat(path, &sb) == 0 ? (sb.st_mode & 0666) : 0660;
+	c->lock_mode = 0660;
+	c->lock_gid = getegid();
+	if (stat(path, &sb) == 0) {
+		c->lock_mode = sb.st_mode & 0666;
+		c->lock_gid = sb.st_gid;
+	}
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

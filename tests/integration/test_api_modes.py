@@ -368,6 +368,31 @@ def test_sighup_reopens_the_log_file(menv):
     assert p.alive() and len(children(p.pid)) == 2
 
 
+def test_sighup_reopens_the_log_file_in_idle_children(menv):
+    """Children that get no request after a rotation still move to the new
+    file (their checkpointer thread takes the held SIGHUP within a second)."""
+    log = menv.path("api-idle.log")
+    p, c = start_api(menv, "-n", "2", ETL_LOG_FILE=log)
+    wait_for(lambda: len(children(p.pid)) == 2, what="2 children")
+    kids = children(p.pid)
+
+    def writes_to(pid, path):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                    return True
+            except OSError:
+                pass
+        return False
+
+    assert all(writes_to(k, log) for k in kids)
+    os.rename(log, log + ".1")
+    p.signal(signal.SIGHUP)
+    wait_for(lambda: all(writes_to(k, log) for k in kids), timeout=10,
+             what="every idle child on the new log file")
+    assert p.alive() and children(p.pid) == kids
+
+
 @pytest.mark.parametrize("transport", ["unix", "tcp"])
 def test_sighup_before_the_request_arrives_loses_nothing(menv, transport):
     """Log rotation's SIGHUP lands while a child holds an accepted connection
