@@ -1156,6 +1156,47 @@ fail:
 }
 
 enum db_rc
+jobq_recount(struct db *db, int *fixed)
+{
+	/* statuses whose count differs from the rows (schema/004) */
+	static const char q_off[] =
+	    "SELECT count(*) FROM (SELECT status FROM jobs UNION SELECT status FROM job_counts) s "
+	    "WHERE coalesce((SELECT n FROM job_counts c WHERE c.status = s.status), 0) != "
+	    "(SELECT count(*) FROM jobs j WHERE j.status = s.status)";
+	static const char q_clear[] = "DELETE FROM job_counts";
+	static const char q_fill[] =
+	    "INSERT INTO job_counts (status, n) SELECT status, count(*) FROM jobs GROUP BY status";
+	sqlite3_stmt *st;
+	enum db_rc rc;
+	int r;
+
+	*fixed = 0;
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	STMT(st, q_off);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		*fixed = sqlite3_column_int(st, 0);
+	sqlite3_reset(st);
+	if (r != SQLITE_ROW) {
+		rc = db_map(r);
+		goto fail;
+	}
+	if (*fixed == 0) {
+		db_rollback(db); /* nothing to write */
+		return DB_OK;
+	}
+	STMT(st, q_clear);
+	CHECK(step_done(db, st));
+	STMT(st, q_fill);
+	CHECK(step_done(db, st));
+	return db_commit(db);
+fail:
+	db_rollback(db);
+	return rc;
+}
+
+enum db_rc
 jobq_requeue(struct db *db, int64_t id, const char *by, int64_t *new_id)
 {
 	struct job j;

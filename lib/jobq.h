@@ -212,6 +212,12 @@ enum db_rc jobq_duration_hist(struct db *db, const double *bounds, size_t nb,
 /* Deletes finished jobs (and their logs) that finished before cutoff_ms.
  * *deleted gets the number of jobs removed. */
 enum db_rc jobq_prune(struct db *db, int64_t cutoff_ms, int64_t *deleted);
+/* Counts the jobs per status again into job_counts when they differ from
+ * the rows. Triggers keep them (schema/004), except through an INSERT OR
+ * REPLACE typed in the sqlite3 shell, whose implicit delete fires no
+ * trigger. *fixed: how many statuses were off (0: nothing written).
+ * etl-worker runs it at start; etlctl recount on demand. */
+enum db_rc jobq_recount(struct db *db, int *fixed);
 
 /* Puts a finished job's copy back in the queue as a new pending job (admin requeue). */
 enum db_rc jobq_requeue(struct db *db, int64_t id, const char *by, int64_t *new_id);

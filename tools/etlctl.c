@@ -42,7 +42,9 @@ usage(void)
 	    "  queue                                     jobs by status, running slots\n"
 	    "  requeue JOB_ID                            enqueue a finished job again\n"
 	    "  prune --days N                            delete finished jobs older than N days\n"
-	    "                                            (never the newest job: ids are not reused)\n"
+	    "                                            (never the newest job: ids are not "
+	    "reused)\n"
+	    "  recount                                   count the jobs per status again\n"
 	    "  token USER                                print a fresh access token\n"
 	    "  config example                            print .env.example\n");
 	exit(2);
@@ -367,6 +369,19 @@ cmd_prune(int argc, char **argv)
 }
 
 static int
+cmd_recount(int argc, char **argv)
+{
+	int fixed;
+
+	(void)argc;
+	(void)argv;
+	open_db();
+	check(jobq_recount(db, &fixed), "recount");
+	printf("%d status count(s) corrected\n", fixed);
+	return 0;
+}
+
+static int
 cmd_token(int argc, char **argv)
 {
 	struct user u;
@@ -405,6 +420,7 @@ static const struct {
 	{ "queue", cmd_queue },
 	{ "requeue", cmd_requeue },
 	{ "prune", cmd_prune },
+	{ "recount", cmd_recount },
 	{ "token", cmd_token },
 	{ "config", cmd_config },
 };

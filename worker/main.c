@@ -224,6 +224,15 @@ main(int argc, char **argv)
 	if ((w.ckpt = ckpt_start(w.conf.db_path, w.conf.db_busy_timeout, err, sizeof(err))) == NULL)
 		log_warnx("%s (commits will checkpoint the WAL themselves)", err);
 	db_autocheckpoint(w.db, w.ckpt == NULL);
+	{
+		/* heals counts a hand edit put off (jobq.h); a failure here is
+		 * not a reason to stop */
+		int fixed = 0;
+		if (jobq_recount(w.db, &fixed) != DB_OK)
+			log_warnx("job counts not checked (database busy?)");
+		else if (fixed > 0)
+			log_warnx("job counts were off for %d status(es): counted again", fixed);
+	}
 	if ((w.pub = pub_open(&w.conf, err, sizeof(err))) == NULL) {
 		log_warnx("redis: %s", err);
 		goto out;

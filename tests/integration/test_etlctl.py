@@ -1,4 +1,4 @@
-"""etlctl, the admin tool: users, sistemas, jobs, queue, requeue, prune,
+"""etlctl, the admin tool: users, sistemas, jobs, queue, requeue, prune, recount,
 tokens; bad arguments refused with a message and a non-zero exit."""
 import json
 
@@ -43,6 +43,10 @@ def test_users_sistemas_jobs_queue(env):
     assert "1 job(s) deleted" in env.ctl("prune", "--days", "0").stdout
     rows = env.sql("SELECT status FROM jobs ORDER BY id")
     assert rows == [("pending",)]
+    assert "0 status count(s) corrected" in env.ctl("recount").stdout
+    env.sql("UPDATE job_counts SET n = 7 WHERE status = 'pending'")  # put off by hand
+    assert "1 status count(s) corrected" in env.ctl("recount").stdout
+    assert env.sql("SELECT status, n FROM job_counts WHERE n > 0") == [("pending", 1)]
 
 
 def test_token_is_accepted_by_the_api_shape(env):
