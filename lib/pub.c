@@ -364,6 +364,14 @@ pub_tick(struct pub *p)
 	if (!p->enabled)
 		return -1;
 	if (p->state == PUB_CONNECTING && p->ac && now - p->connect_started > p->timeout_ms) {
+		struct pollfd pfd;
+		/* A connect that completed while nobody polled (an etl-api
+		 * process idle since it started) is not a timeout. */
+		if (pub_pollfd(p, &pfd) && poll(&pfd, 1, 0) > 0) {
+			pub_handle(p, pfd.revents);
+			if (p->state != PUB_CONNECTING || p->ac == NULL)
+				return pub_tick(p);
+		}
 		log_warnx("pub: connecting to Redis timed out");
 		drop_conn(p);
 		return pub_tick(p);

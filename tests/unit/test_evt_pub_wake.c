@@ -112,6 +112,37 @@ kill_redis(void **state)
 	return 0;
 }
 
+/* A connection that completed while nobody polled it (an etl-api process
+ * idle since it started) is up, not timed out, at the next tick. */
+static void
+idle_connect_is_not_a_timeout(void **state)
+{
+	char sock[128], err[256], url[160];
+	struct conf c;
+	(void)state;
+	snprintf(sock, sizeof(sock), "/tmp/etl-unit-redis-idle-%d.sock", (int)getpid());
+	pid_t rp = start_redis(sock);
+	if (rp < 0)
+		skip();
+	snprintf(url, sizeof(url), "unix://%s", sock);
+	setenv("REDIS_ENABLED", "true", 1);
+	setenv("REDIS_URL", url, 1);
+	setenv("REDIS_SOCKET_TIMEOUT", "0.1", 1);
+	assert_int_equal(conf_load(&c, err, sizeof(err)), 0);
+	struct pub *p = pub_open(&c, err, sizeof(err));
+	assert_non_null(p);
+	usleep(300000); /* three timeouts, never polled */
+	pub_tick(p);
+	assert_int_equal(pub_state(p), PUB_UP);
+	pub_close(p);
+	kill(rp, SIGKILL);
+	waitpid(rp, NULL, 0);
+	unlink(sock);
+	conf_free(&c);
+	unsetenv("REDIS_SOCKET_TIMEOUT");
+	unsetenv("REDIS_ENABLED");
+}
+
 static void
 publish_to_real_redis(void **state)
 {
@@ -342,6 +373,7 @@ main(void)
 		cmocka_unit_test(url_parsing),
 		cmocka_unit_test_teardown(publish_to_real_redis, kill_redis),
 		cmocka_unit_test(disabled_publishes_nothing),
+		cmocka_unit_test(idle_connect_is_not_a_timeout),
 		cmocka_unit_test(wake_roundtrip),
 		cmocka_unit_test(wake_sender_follows_the_directory),
 		cmocka_unit_test(wake_sender_same_tick),
