@@ -380,7 +380,10 @@ scenarios.wsd_restart = async (b) => {
   });
   await login(page, 'operator');
   await page.locator('#live-chip[data-state="live"]').waitFor();
-  const jobId = await executeFromPage(page, ['amplis'], { format: 'json', lines: 1500, sleep: 20 });
+  // Long enough to outlast the page's reconnect: its backoff may reach
+  // 4-8 s, or 8-15 s, when lighttpd still refuses /ws for a moment after
+  // etl-wsd is back (a CI run saw the job end first, with 20 s).
+  const jobId = await executeFromPage(page, ['amplis'], { format: 'json', lines: 1500, sleep: 45 });
   await page.waitForFunction(() => Number(document.getElementById('log').dataset.lines) >= 30);
   const before = await logLines(page);
   await ctl('stop_wsd');
