@@ -145,7 +145,9 @@ api_harness_init(void)
 		fprintf(stderr, "fuzz: pub_open: %s\n", err);
 		abort();
 	}
-	api.wake_dir = wake_dir_for(api.conf.wake_dir, api.conf.db_path);
+	char *wake = wake_dir_for(api.conf.wake_dir, api.conf.db_path);
+	api.wake = wake_sender_open(wake);
+	free(wake);
 	api.started_ms = util_now_ms();
 	devnull = fopen("/dev/null", "r");
 	if (devnull == NULL)
