@@ -23,19 +23,6 @@
 #include "sist.h"
 #include "util.h"
 
-static void
-rm_db(const char *p)
-{
-	char b[512];
-	unlink(p);
-	snprintf(b, sizeof(b), "%s-wal", p);
-	unlink(b);
-	snprintf(b, sizeof(b), "%s-shm", p);
-	unlink(b);
-	snprintf(b, sizeof(b), "%s.ckpt.lock", p);
-	unlink(b);
-}
-
 /* CPU time (user + system) of the calling thread, in µs. */
 static int64_t
 thread_cpu_us(void)
@@ -57,7 +44,7 @@ main(int argc, char **argv)
 	int created;
 
 	log_init("bench-queue", LOG_LEVEL_WARN, NULL);
-	rm_db(path);
+	db_remove(path);
 	struct db *db = db_open(path, DB_OPEN_CREATE, 10000, err, sizeof(err));
 	if (db == NULL)
 		fatalx("%s", err);
@@ -126,6 +113,6 @@ main(int argc, char **argv)
 		fatalx("a competing process failed");
 	printf("queue_acquire_complete_%dp %.0f jobs/s\n", procs,
 	    n * 1000.0 / (double)(t1 - t0 ? t1 - t0 : 1));
-	rm_db(path);
+	db_remove(path);
 	return 0;
 }

@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "db.h"
+
 static double
 now_s(void)
 {
@@ -50,18 +52,6 @@ check(int rc, sqlite3 *h, const char *what)
 	}
 }
 
-static void
-rm_db(const char *path)
-{
-	char b[512];
-
-	unlink(path);
-	snprintf(b, sizeof(b), "%s-wal", path);
-	unlink(b);
-	snprintf(b, sizeof(b), "%s-shm", path);
-	unlink(b);
-}
-
 /* Runs n transactions writing pages (1-4) pages each; prints tx/s and CPU
  * µs per tx. */
 static void
@@ -80,7 +70,7 @@ run(const char *path, int n, int pages, const char *name)
 	char created[32], body[301];
 	double t0, c0, t1, c1;
 
-	rm_db(path);
+	db_remove(path);
 	check(sqlite3_open(path, &h), h, "open");
 	for (size_t i = 0; i < sizeof(setup) / sizeof(setup[0]); i++)
 		check(sqlite3_exec(h, setup[i], NULL, NULL, NULL), h, setup[i]);
@@ -125,7 +115,7 @@ run(const char *path, int n, int pages, const char *name)
 	sqlite3_finalize(upd);
 	sqlite3_finalize(commit);
 	sqlite3_close(h);
-	rm_db(path);
+	db_remove(path);
 }
 
 int

@@ -140,7 +140,6 @@ static void
 serve(struct api *api, int listen_fd)
 {
 	FCGX_Request fr;
-	static const struct timespec no_wait = { 0, 0 };
 	sigset_t term, hup;
 	struct req r;
 
@@ -170,10 +169,9 @@ serve(struct api *api, int listen_fd)
 			log_warn("sigprocmask");
 		/* a rotation while idle: this request already logs to the new
 		 * file (the checkpointer thread may have taken it first) */
-		if (reopen_logs || sigtimedwait(&hup, NULL, &no_wait) == SIGHUP) {
-			reopen_logs = 0;
+		if (!log_take_sighup() && reopen_logs)
 			(void)log_reopen();
-		}
+		reopen_logs = 0;
 		req_init(&r, api, 0, fr.in, fr.out, fr.envp);
 		route_dispatch(&r);
 		req_free(&r);

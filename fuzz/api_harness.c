@@ -39,18 +39,6 @@ static FILE *devnull;
 static int ready;
 static unsigned calls;
 
-static void
-rm_db(void)
-{
-	char p[256];
-
-	unlink(dbpath);
-	snprintf(p, sizeof(p), "%s-wal", dbpath);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", dbpath);
-	unlink(p);
-}
-
 /* A fresh database with the seed, and tokens signed after the users exist. */
 static void
 seed(void)
@@ -66,7 +54,7 @@ seed(void)
 
 	db_close(api.db);
 	api.db = NULL;
-	rm_db();
+	db_remove(dbpath);
 	api.db = db_open(dbpath, DB_OPEN_CREATE, api.conf.db_busy_timeout, err, sizeof(err));
 	if (api.db == NULL)
 		fatalx("fuzz: db_open %s: %s", dbpath, err);
@@ -98,7 +86,7 @@ cleanup(void)
 
 	db_close(api.db);
 	api.db = NULL;
-	rm_db();
+	db_remove(dbpath);
 	snprintf(wd, sizeof(wd), "%s/wake", dir);
 	(void)rmdir(wd);
 	(void)rmdir(dir);

@@ -89,20 +89,6 @@ take_turn(struct ckpt *c)
 	return atomic_load(&c->held);
 }
 
-/* Takes a pending SIGHUP (blocked in every thread of the process) and
- * reopens the log file. */
-static void
-reopen_on_sighup(void)
-{
-	static const struct timespec now = { 0, 0 };
-	sigset_t hup;
-
-	sigemptyset(&hup);
-	sigaddset(&hup, SIGHUP);
-	if (sigtimedwait(&hup, NULL, &now) == SIGHUP)
-		(void)log_reopen();
-}
-
 void
 ckpt_take_sighup(struct ckpt *c)
 {
@@ -127,7 +113,7 @@ ckpt_main(void *arg)
 			break;
 		pthread_mutex_unlock(&c->mu);
 		if (atomic_load(&c->take_sighup))
-			reopen_on_sighup();
+			(void)log_take_sighup();
 		if (take_turn(c))
 			(void)db_checkpoint(c->db, NULL, NULL); /* DB_BUSY: the next tick */
 		pthread_mutex_lock(&c->mu);

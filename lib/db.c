@@ -305,6 +305,17 @@ db_checkpoint(struct db *db, int *wal_frames, int *copied)
 }
 
 void
+db_remove(const char *path)
+{
+	static const char *const suffix[] = { "", "-wal", "-shm", ".ckpt.lock" };
+	char p[4096];
+
+	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++)
+		if (snprintf(p, sizeof(p), "%s%s", path, suffix[i]) < (int)sizeof(p))
+			(void)unlink(p);
+}
+
+void
 db_autocheckpoint(struct db *db, int on)
 {
 	(void)sqlite3_wal_autocheckpoint(

@@ -67,6 +67,10 @@ enum db_rc db_map(int sqlite_rc);
  * get the WAL's length and how much of it is now in the database. Returns
  * enum db_rc. */
 enum db_rc db_checkpoint(struct db *db, int *wal_frames, int *copied);
+/* Removes the database file at path and every file kept beside it (the
+ * WAL, its index and the checkpointer's lock): a fresh start for tests and
+ * benchmarks, never for a database in use. */
+void db_remove(const char *path);
 /* Whether db's own commits checkpoint the WAL once it holds
  * DB_AUTOCHECKPOINT_PAGES (on, as db_open leaves it), or only past
  * DB_AUTOCHECKPOINT_FALLBACK_PAGES (off: for a process that runs a

@@ -7,11 +7,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -31,6 +33,20 @@ log_init(const char *prog, enum log_level level, const char *path)
 	free(log_path);
 	log_path = path ? xstrdup(path) : NULL;
 	return log_reopen();
+}
+
+int
+log_take_sighup(void)
+{
+	static const struct timespec now = { 0, 0 };
+	sigset_t hup;
+
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	if (sigtimedwait(&hup, NULL, &now) != SIGHUP)
+		return 0;
+	(void)log_reopen();
+	return 1;
 }
 
 int

@@ -50,7 +50,7 @@ fresh_database(void **state)
 	                           "'idx_jobs_status_slot'"),
 	    1);
 	db_close(db);
-	unit_rmdb(path);
+	db_remove(path);
 }
 
 static void
@@ -118,7 +118,7 @@ legacy_migrated_in_place(void **state)
 	assert_int_equal(count(db, "SELECT count(*) FROM jobs"), 4);
 	assert_int_equal(count(db, "SELECT sum(n) FROM job_counts"), 4);
 	db_close(db);
-	unit_rmdb(path);
+	db_remove(path);
 }
 
 /* A database at schema version 2, as the previous release left it (steps 1
@@ -157,13 +157,13 @@ rebuild_step_edge_cases(void **state)
 	assert_int_equal(count(db, "SELECT count(*) FROM job_logs"), 2);
 	assert_int_equal(count(db, "SELECT count(*) FROM v_jobs"), 1);
 	db_close(db);
-	unit_rmdb(path);
+	db_remove(path);
 
 	unit_tmpdb(path, sizeof(path));
 	make_v2(path, "ALTER TABLE jobs ADD COLUMN usuario TEXT;");
 	assert_null(db_open(path, 0, 1000, err, sizeof(err)));
 	assert_non_null(strstr(err, "column(s) this program does not know"));
-	unit_rmdb(path);
+	db_remove(path);
 }
 
 static void
@@ -179,7 +179,7 @@ newer_schema_refused(void **state)
 	db_close(db);
 	assert_null(db_open(path, 0, 1000, err, sizeof(err)));
 	assert_non_null(strstr(err, "newer"));
-	unit_rmdb(path);
+	db_remove(path);
 }
 
 static void
@@ -195,7 +195,7 @@ corrupt_file_refused(void **state)
 	close(fd);
 	assert_null(db_open(path, 0, 1000, err, sizeof(err)));
 	assert_non_null(strstr(err, path));
-	unit_rmdb(path);
+	db_remove(path);
 }
 
 static void
@@ -222,7 +222,7 @@ unwritable_refused_without_half_migration(void **state)
 	    count(db, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'worker_slot'"),
 	    0);
 	db_close(db);
-	unit_rmdb(path);
+	db_remove(path);
 }
 
 static void
@@ -242,7 +242,7 @@ busy_reported_distinctly(void **state)
 	assert_int_equal(db_commit(b), DB_OK);
 	db_close(a);
 	db_close(b);
-	unit_rmdb(path);
+	db_remove(path);
 }
 
 /* Bytes in path's WAL file (-1: none). */
@@ -350,7 +350,7 @@ checkpoint_restarts_a_long_wal(void **state)
 	                           "integrity_check != 'ok'"),
 	    0);
 	db_close(db);
-	unit_rmdb(path);
+	db_remove(path);
 }
 
 /* Whether some open file description holds the flock on path. */
@@ -405,7 +405,7 @@ one_checkpointer_per_database(void **state)
 	db_autocheckpoint(db, 1);
 	assert_int_equal(count(db, "PRAGMA wal_autocheckpoint"), DB_AUTOCHECKPOINT_PAGES);
 	db_close(db);
-	unit_rmdb(path);
+	db_remove(path);
 }
 
 static void
@@ -428,7 +428,7 @@ concurrent_first_open(void **state)
 	struct db *db = db_open(path, 0, 1000, err, sizeof(err));
 	assert_int_equal(migrate_version(db_sqlite(db)), migrate_latest());
 	db_close(db);
-	unit_rmdb(path);
+	db_remove(path);
 }
 
 static void
@@ -451,7 +451,7 @@ full_disk_is_reported(void **state)
 	assert_int_equal(db_map(rc), DB_FULL);
 	db_rollback(db);
 	db_close(db);
-	unit_rmdb(path);
+	db_remove(path);
 }
 
 static void
@@ -481,7 +481,7 @@ full_disk_mid_migration_rolls_back(void **state)
 	assert_int_equal(sqlite3_column_int(st, 0), 0);
 	sqlite3_finalize(st);
 	sqlite3_close(h);
-	unit_rmdb(path);
+	db_remove(path);
 }
 
 int

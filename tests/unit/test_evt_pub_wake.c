@@ -112,32 +112,50 @@ kill_redis(void **state)
 	return 0;
 }
 
-/* A connection that completed while nobody polled it (an etl-api process
- * idle since it started) is up, not timed out, at the next tick. */
-static void
-idle_connect_is_not_a_timeout(void **state)
+/* A private redis-server on "/tmp/etl-unit-redis-<tag><pid>.sock" (into
+ * sock) and c, a configuration publishing to it with whatever REDIS_*
+ * the caller has set. Skips the test when there is no redis-server. */
+static pid_t
+redis_conf(const char *tag, char *sock, size_t n, struct conf *c)
 {
-	char sock[128], err[256], url[160];
-	struct conf c;
-	(void)state;
-	snprintf(sock, sizeof(sock), "/tmp/etl-unit-redis-idle-%d.sock", (int)getpid());
+	char err[256], url[160];
+	snprintf(sock, n, "/tmp/etl-unit-redis-%s%d.sock", tag, (int)getpid());
 	pid_t rp = start_redis(sock);
 	if (rp < 0)
 		skip();
 	snprintf(url, sizeof(url), "unix://%s", sock);
 	setenv("REDIS_ENABLED", "true", 1);
 	setenv("REDIS_URL", url, 1);
+	assert_int_equal(conf_load(c, err, sizeof(err)), 0);
+	return rp;
+}
+
+static void
+redis_stop(pid_t rp, const char *sock)
+{
+	kill(rp, SIGKILL);
+	waitpid(rp, NULL, 0);
+	redis_pid = -1;
+	unlink(sock);
+}
+
+/* A connection that completed while nobody polled it (an etl-api process
+ * idle since it started) is up, not timed out, at the next tick. */
+static void
+idle_connect_is_not_a_timeout(void **state)
+{
+	char sock[128], err[256];
+	struct conf c;
+	(void)state;
 	setenv("REDIS_SOCKET_TIMEOUT", "0.1", 1);
-	assert_int_equal(conf_load(&c, err, sizeof(err)), 0);
+	pid_t rp = redis_conf("idle-", sock, sizeof(sock), &c);
 	struct pub *p = pub_open(&c, err, sizeof(err));
 	assert_non_null(p);
 	usleep(300000); /* three timeouts, never polled */
 	pub_tick(p);
 	assert_int_equal(pub_state(p), PUB_UP);
 	pub_close(p);
-	kill(rp, SIGKILL);
-	waitpid(rp, NULL, 0);
-	unlink(sock);
+	redis_stop(rp, sock);
 	conf_free(&c);
 	unsetenv("REDIS_SOCKET_TIMEOUT");
 	unsetenv("REDIS_ENABLED");
@@ -146,18 +164,11 @@ idle_connect_is_not_a_timeout(void **state)
 static void
 publish_to_real_redis(void **state)
 {
-	char sock[128], err[256], url[160];
+	char sock[128], err[256];
 	struct conf c;
 	(void)state;
-	snprintf(sock, sizeof(sock), "/tmp/etl-unit-redis-%d.sock", (int)getpid());
-	pid_t rp = start_redis(sock);
-	if (rp < 0)
-		skip();
-	snprintf(url, sizeof(url), "unix://%s", sock);
-	setenv("REDIS_ENABLED", "true", 1);
-	setenv("REDIS_URL", url, 1);
 	setenv("REDIS_CHANNEL_PREFIX", "unit", 1);
-	assert_int_equal(conf_load(&c, err, sizeof(err)), 0);
+	pid_t rp = redis_conf("", sock, sizeof(sock), &c);
 
 	redisContext *sub = redisConnectUnix(sock);
 	assert_non_null(sub);
@@ -195,9 +206,7 @@ publish_to_real_redis(void **state)
 	assert_int_equal(pub_dropped(p), 0);
 
 	/* Redis gone: publishing drops and counts, and never blocks. */
-	kill(rp, SIGKILL);
-	waitpid(rp, NULL, 0);
-	unlink(sock);
+	redis_stop(rp, sock);
 	int64_t t0 = util_mono_ms();
 	for (int i = 0; i < 1000; i++) {
 		char *m = evt_job_status(i, "pending", -1);
@@ -229,9 +238,7 @@ publish_to_real_redis(void **state)
 	assert_true(up);
 	pub_close(p);
 	redisFree(sub);
-	kill(rp, SIGKILL);
-	waitpid(rp, NULL, 0);
-	unlink(sock);
+	redis_stop(rp, sock);
 	conf_free(&c);
 	unsetenv("REDIS_ENABLED");
 }
@@ -373,7 +380,7 @@ main(void)
 		cmocka_unit_test(url_parsing),
 		cmocka_unit_test_teardown(publish_to_real_redis, kill_redis),
 		cmocka_unit_test(disabled_publishes_nothing),
-		cmocka_unit_test(idle_connect_is_not_a_timeout),
+		cmocka_unit_test_teardown(idle_connect_is_not_a_timeout, kill_redis),
 		cmocka_unit_test(wake_roundtrip),
 		cmocka_unit_test(wake_sender_follows_the_directory),
 		cmocka_unit_test(wake_sender_same_tick),

@@ -26,7 +26,7 @@ teardown(void **state)
 {
 	(void)state;
 	db_close(db);
-	unit_rmdb(path);
+	db_remove(path);
 	return 0;
 }
 

@@ -26,17 +26,4 @@ unit_tmpdb(char *out, size_t n)
 	unlink(out);
 }
 
-static inline void
-unit_rmdb(const char *path)
-{
-	char p[256];
-	unlink(path);
-	snprintf(p, sizeof(p), "%s-wal", path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s.ckpt.lock", path);
-	unlink(p);
-}
-
 #endif
