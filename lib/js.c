@@ -65,6 +65,170 @@ utf8_valid(const char *s, size_t len)
 	return 1;
 }
 
+static size_t
+skip_ws(const char *s, size_t i, size_t n)
+{
+	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	return i;
+}
+
+static int
+is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+is_hex(char c)
+{
+	return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* The string at s[i] (an opening quote): returns the index after its
+ * closing quote, or 0 when it is not a valid string. */
+static size_t
+string_end(const char *s, size_t i, size_t n)
+{
+	for (i++; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"')
+			return i + 1;
+		if (c < 0x20)
+			return 0;
+		if (c != '\\')
+			continue;
+		if (++i == n)
+			return 0;
+		if (s[i] == 'u') {
+			for (int k = 0; k < 4; k++)
+				if (++i == n || !is_hex(s[i]))
+					return 0;
+		} else if (strchr("\"\\/bfnrt", s[i]) == NULL || s[i] == '\0') {
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/* The number at s[i]: returns the index after it, or 0. */
+static size_t
+number_end(const char *s, size_t i, size_t n)
+{
+	if (s[i] == '-')
+		i++;
+	if (i == n || !is_digit(s[i]))
+		return 0;
+	if (s[i++] != '0')
+		while (i < n && is_digit(s[i]))
+			i++;
+	if (i < n && s[i] == '.') {
+		if (++i == n || !is_digit(s[i]))
+			return 0;
+		while (i < n && is_digit(s[i]))
+			i++;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		if (++i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		if (i == n || !is_digit(s[i]))
+			return 0;
+		while (i < n && is_digit(s[i]))
+			i++;
+	}
+	return i;
+}
+
+/* The scalar (string, number, true, false, null) at s[i]: returns the
+ * index after it, or 0. */
+static size_t
+scalar_end(const char *s, size_t i, size_t n)
+{
+	static const char *const words[] = { "true", "false", "null" };
+
+	if (s[i] == '"')
+		return string_end(s, i, n);
+	if (s[i] == '-' || is_digit(s[i]))
+		return number_end(s, i, n);
+	for (size_t w = 0; w < UTIL_ARRAY_LEN(words); w++) {
+		size_t k = strlen(words[w]);
+		if (n - i >= k && memcmp(s + i, words[w], k) == 0)
+			return i + k; /* what follows is checked by the caller */
+	}
+	return 0;
+}
+
+/*
+ * An iterative recogniser: the only state is the position and, per open
+ * container, one bit saying whether it is an object. After a value comes
+ * a comma, the container's closing bracket, or (at depth 0) the end.
+ */
+int
+js_text_is(const char *s, size_t len, char want)
+{
+	unsigned char in_object[JS_TEXT_MAX_DEPTH / 8 + 1];
+	size_t i = skip_ws(s, 0, len), depth = 0;
+	int need_key = 0; /* an object member starts: a key, then ':' */
+
+	if (i == len || s[i] != want || (want != '[' && want != '{'))
+		return 0;
+	for (;;) {
+		/* a value (or, after '{' or ',' in an object, a member) */
+		i = skip_ws(s, i, len);
+		if (i == len)
+			return 0;
+		if (need_key) {
+			if (s[i] != '"' || (i = string_end(s, i, len)) == 0)
+				return 0;
+			i = skip_ws(s, i, len);
+			if (i == len || s[i] != ':')
+				return 0;
+			i = skip_ws(s, i + 1, len);
+			if (i == len)
+				return 0;
+			need_key = 0;
+		}
+		if (s[i] == '[' || s[i] == '{') {
+			int obj = s[i] == '{';
+			if (depth == JS_TEXT_MAX_DEPTH)
+				return 0;
+			if (obj)
+				in_object[depth / 8] |= (unsigned char)(1u << (depth % 8));
+			else
+				in_object[depth / 8] &= (unsigned char)~(1u << (depth % 8));
+			depth++;
+			i = skip_ws(s, i + 1, len);
+			if (i < len && s[i] == (obj ? '}' : ']')) {
+				depth--; /* empty: a complete value */
+				i++;
+			} else {
+				need_key = obj;
+				continue;
+			}
+		} else if ((i = scalar_end(s, i, len)) == 0) {
+			return 0;
+		}
+		/* after a complete value: close containers, or go on after a comma */
+		for (;;) {
+			i = skip_ws(s, i, len);
+			if (depth == 0)
+				return i == len;
+			if (i == len)
+				return 0;
+			int obj = (in_object[(depth - 1) / 8] >> ((depth - 1) % 8)) & 1;
+			if (s[i] == ',') {
+				need_key = obj;
+				i++;
+				break;
+			}
+			if (s[i] != (obj ? '}' : ']'))
+				return 0;
+			depth--;
+			i++;
+		}
+	}
+}
+
 int
 utf8_sanitize(struct buf *out, const char *s, size_t len, size_t max_out)
 {

@@ -45,6 +45,19 @@ struct json_object *js_str_or_null(const char *s);
 /* ISO-8601 string for ms, or json null for ms < 0. */
 struct json_object *js_time_or_null(int64_t ms);
 
+/* Nesting js_text_is() accepts, as deep as SQLite's json_valid() went. */
+#define JS_TEXT_MAX_DEPTH 1000
+
+/*
+ * 1 if s (len bytes) is exactly one JSON text (RFC 8259, whitespace around
+ * it allowed) whose value is an array (want '[') or an object (want '{'),
+ * nested at most JS_TEXT_MAX_DEPTH deep; else 0. Builds nothing and
+ * allocates nothing: the list's hot path checks stored columns with it.
+ * It does not check UTF-8 (utf8_valid does); a control byte, NUL included,
+ * is never valid, in a string or outside one.
+ */
+int js_text_is(const char *s, size_t len, char want);
+
 /* 1 if s (len bytes) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int utf8_valid(const char *s, size_t len);
 

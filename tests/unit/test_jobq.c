@@ -663,6 +663,60 @@ list_by_status_newest_first(void **state)
 	json_object_put(o);
 }
 
+/* Stored text that is not what it should be (a legacy row, a shell edit;
+ * sistemas has a CHECK, which does not look at UTF-8) is listed as [] or
+ * null, the way GET /jobs/{id} shows it, and the page stays JSON; good
+ * text is copied as it is. */
+static void
+list_copes_with_bad_stored_json(void **state)
+{
+	static const struct {
+		const char *sistemas, *params, *want_sistemas, *want_params;
+	} rows[] = {
+		{ "[\"a\"]", "{\"k\":[1,2]}", "[\"a\"]", "{\"k\":[1,2]}" },
+		{ "[]", "not json at all", "[]", "null" },
+		{ "[\"b\"]", "[1]", "[\"b\"]", "null" }, /* the wrong kind */
+		{ "[\"c\"]", "{\"x\":NaN}", "[\"c\"]", "null" }, /* Python's NaN */
+		{ "[\"\xff\"]", "{\"k\":\"\xc3\"}", "[]", "null" }, /* not UTF-8 */
+		{ "[\"d\"]", "{} {}", "[\"d\"]", "null" }, /* trailing text */
+		{ "[\"e\"]", "{\"k\":1", "[\"e\"]", "null" }, /* cut */
+	};
+	struct json_object *o, *items;
+	(void)state;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+		sqlite3_stmt *st;
+		assert_int_equal(
+		    sqlite3_prepare_v2(db_sqlite(db),
+		        "INSERT INTO jobs (tipo, params, status, created_at, sistemas) "
+		        "VALUES ('etl', ?, 'completed', ?, ?)",
+		        -1, &st, NULL),
+		    SQLITE_OK);
+		sqlite3_bind_text(st, 1, rows[i].params, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, 1000 + (int64_t)i);
+		sqlite3_bind_text(st, 3, rows[i].sistemas, -1, SQLITE_STATIC);
+		assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+		sqlite3_finalize(st);
+	}
+	assert_int_equal(list_page(-1, 50, 0, &o), DB_OK); /* parsed strictly */
+	assert_true(json_object_object_get_ex(o, "items", &items));
+	assert_int_equal((int)json_object_array_length(items), (int)UTIL_ARRAY_LEN(rows));
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+		/* newest first: the last row inserted comes first */
+		struct json_object *it =
+		    json_object_array_get_idx(items, UTIL_ARRAY_LEN(rows) - 1 - i);
+		struct json_object *sv, *pv;
+		assert_true(json_object_object_get_ex(it, "sistemas", &sv));
+		assert_true(json_object_object_get_ex(it, "params", &pv));
+		assert_string_equal(json_object_to_json_string_ext(sv,
+		                        JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+		    rows[i].want_sistemas);
+		assert_string_equal(json_object_to_json_string_ext(pv,
+		                        JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+		    rows[i].want_params);
+	}
+	json_object_put(o);
+}
+
 /* ---- the race: P processes, many jobs, one database file ---- */
 
 #define RACE_JOBS 2000
@@ -791,6 +845,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(prune_and_requeue, setup, teardown),
 		cmocka_unit_test_setup_teardown(prune_keeps_newest, setup, teardown),
 		cmocka_unit_test_setup_teardown(list_by_status_newest_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(list_copes_with_bad_stored_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(counts_follow_every_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(multi_process_race, setup, teardown),
 	};
