@@ -69,6 +69,9 @@ resp_send(struct req *r, int status, const char *ctype, const char *body, size_t
 	}
 	r->responded = 1;
 	r->status = status;
+	/* never write while holding a snapshot: a web server that stops
+	 * reading would keep the WAL from starting over */
+	db_read_scope_end(r->api->db);
 	buf_printf(&h, "Status: %d %s\r\n", status, resp_status_text(status));
 	if (body != NULL && status != 204)
 		buf_printf(&h, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, len);

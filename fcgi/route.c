@@ -20,19 +20,19 @@
 
 static const struct route routes[] = {
 	{ "POST", "/auth/login", hauth_login, ROUTE_PUBLIC, ROUTE_BODY },
-	{ "GET", "/auth/me", hauth_me, ROLE_VIEWER, 0 },
-	{ "GET", "/users", hauth_users_list, ROLE_ADMIN, 0 },
+	{ "GET", "/auth/me", hauth_me, ROLE_VIEWER, ROUTE_READ },
+	{ "GET", "/users", hauth_users_list, ROLE_ADMIN, ROUTE_READ },
 	{ "POST", "/users", hauth_users_create, ROLE_ADMIN, ROUTE_BODY },
 	{ "DELETE", "/users/{username}", hauth_users_delete, ROLE_ADMIN, 0 },
-	{ "GET", "/sistemas", hsist_list, ROLE_VIEWER, 0 },
-	{ "GET", "/sistemas/{id}", hsist_get, ROLE_VIEWER, 0 },
+	{ "GET", "/sistemas", hsist_list, ROLE_VIEWER, ROUTE_READ },
+	{ "GET", "/sistemas/{id}", hsist_get, ROLE_VIEWER, ROUTE_READ },
 	{ "PUT", "/sistemas/{id}", hsist_put, ROLE_ADMIN, ROUTE_BODY },
 	{ "POST", "/execute", hjobs_execute, ROLE_OPERATOR, ROUTE_BODY },
-	{ "GET", "/jobs", hjobs_list, ROLE_VIEWER, 0 },
-	{ "GET", "/jobs/{id}", hjobs_get, ROLE_VIEWER, 0 },
-	{ "GET", "/jobs/{id}/logs", hjobs_logs, ROLE_VIEWER, 0 },
+	{ "GET", "/jobs", hjobs_list, ROLE_VIEWER, ROUTE_READ },
+	{ "GET", "/jobs/{id}", hjobs_get, ROLE_VIEWER, ROUTE_READ },
+	{ "GET", "/jobs/{id}/logs", hjobs_logs, ROLE_VIEWER, ROUTE_READ },
 	{ "POST", "/jobs/{id}/cancel", hjobs_cancel, ROLE_OPERATOR, 0 },
-	{ "GET", "/pool/status", hmisc_pool, ROLE_VIEWER, 0 },
+	{ "GET", "/pool/status", hmisc_pool, ROLE_VIEWER, ROUTE_READ },
 	{ "GET", "/health", hmisc_health, ROUTE_PUBLIC, ROUTE_NODB },
 	{ "GET", "/metrics", hmisc_metrics, ROUTE_PUBLIC, ROUTE_NODB },
 };
@@ -141,8 +141,8 @@ route_db_ensure(struct api *api)
 	/* A serving process checkpoints the WAL on its own thread, so that no
 	 * request pays for it (lib/db.h), also when no etl-worker runs. */
 	if (api->long_lived && api->ckpt == NULL &&
-	    (api->ckpt = ckpt_start(api->conf.db_path, api->conf.db_busy_timeout, err,
-	         sizeof(err))) == NULL)
+	    (api->ckpt = ckpt_start(
+	         api->conf.db_path, api->conf.db_busy_timeout, err, sizeof(err))) == NULL)
 		log_warnx("%s (requests will checkpoint the WAL themselves)", err);
 	db_autocheckpoint(api->db, api->ckpt == NULL);
 	if (api->ckpt != NULL)
@@ -211,6 +211,9 @@ route_dispatch(struct req *r)
 		resp_error(r, 503, "database unavailable");
 		goto out;
 	}
+	if ((rt->flags & ROUTE_READ) && db_read_scope(r->api->db) != DB_OK)
+		log_warnx("%s %s: no read scope: %s", rt->method, rt->pattern,
+		    db_errmsg(r->api->db)); /* each step reads on its own */
 	if (rt->min_role != ROUTE_PUBLIC) {
 		if (hauth_authenticate(r) != 0) {
 			req_drain(r);
@@ -239,6 +242,7 @@ route_dispatch(struct req *r)
 		resp_error(r, 500, "internal error");
 	}
 out:
+	db_read_scope_end(r->api->db); /* normally resp_send ended it */
 	log_escape(r->method, strlen(r->method), meth, sizeof(meth));
 	log_debug("%s %s -> %d (%lld ms)%s%s", meth, rt ? rt->pattern : "(no route)", r->status,
 	    (long long)(util_mono_ms() - r->t0), r->authed ? " user=" : "",

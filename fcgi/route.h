@@ -18,6 +18,9 @@ typedef void (*route_fn)(struct req *r);
 #define ROUTE_PUBLIC (-1) /* min_role of routes that need no token */
 #define ROUTE_BODY 0x1 /* takes a JSON body (read, typed and parsed before the handler) */
 #define ROUTE_NODB 0x2 /* the handler copes without a database (health, metrics) */
+/* reads only: the token's user and the handler read one snapshot, in one
+ * read transaction (db_read_scope), ended before the answer is written */
+#define ROUTE_READ 0x4
 
 struct route {
 	const char *method;

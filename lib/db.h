@@ -91,6 +91,15 @@ enum db_rc db_begin_read(struct db *db);
 enum db_rc db_commit(struct db *db);
 void db_rollback(struct db *db);
 
+/* A read scope: one read transaction for several steps that each open and
+ * end their own (etl-api: the token's user, then the handler's query), so
+ * the request reads one snapshot and pays for one transaction. Inside it
+ * db_begin_read joins it, db_rollback leaves it open, and any write fails
+ * (db_begin, and db_stmt refuses a statement that would write). End it
+ * with db_read_scope_end (safe when none is open, or db is NULL). */
+enum db_rc db_read_scope(struct db *db);
+void db_read_scope_end(struct db *db);
+
 /* Runs a statement that returns no rows to completion; returns enum db_rc and resets it. */
 enum db_rc db_exec_stmt(struct db *db, sqlite3_stmt *st);
 

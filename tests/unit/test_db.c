@@ -245,6 +245,51 @@ busy_reported_distinctly(void **state)
 	db_remove(path);
 }
 
+/* A read scope: the steps inside it (each with its own db_begin_read and
+ * db_rollback) read one snapshot; a write inside it is refused; after its
+ * end the connection reads the newest data and writes again. */
+static void
+read_scope_is_one_snapshot_and_read_only(void **state)
+{
+	static const char q_count[] = "SELECT count(*) FROM sistemas";
+	static const char q_ins[] = "INSERT INTO sistemas (id, nome, ativo) VALUES (?, 'x', 1)";
+	char path[64], err[256];
+	sqlite3_stmt *st;
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	struct db *a = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
+	struct db *b = db_open(path, 0, 1000, err, sizeof(err));
+	assert_non_null(a);
+	assert_non_null(b);
+
+	assert_int_equal(db_read_scope(a), DB_OK);
+	assert_int_equal(count(a, q_count), 0); /* the snapshot is taken here */
+	st = db_stmt(b, q_ins); /* another connection commits meanwhile */
+	db_bind_text(st, 1, "one");
+	assert_int_equal(db_exec_stmt(b, st), DB_OK);
+	/* a step that opens and ends its own read transaction joins the scope */
+	assert_int_equal(db_begin_read(a), DB_OK);
+	assert_int_equal(count(a, q_count), 0);
+	db_rollback(a);
+	assert_int_equal(count(a, q_count), 0); /* still the same snapshot */
+	/* writes are refused, and leave nothing behind */
+	assert_null(db_stmt(a, q_ins));
+	assert_int_equal(db_begin(a), DB_ERROR);
+	db_read_scope_end(a);
+	db_read_scope_end(a); /* twice: harmless */
+	db_read_scope_end(NULL);
+
+	assert_int_equal(count(a, q_count), 1);
+	st = db_stmt(a, q_ins); /* the same cached statement, now allowed */
+	assert_non_null(st);
+	db_bind_text(st, 1, "two");
+	assert_int_equal(db_exec_stmt(a, st), DB_OK);
+	assert_int_equal(count(b, q_count), 2);
+	db_close(a);
+	db_close(b);
+	db_remove(path);
+}
+
 /* Bytes in path's WAL file (-1: none). */
 static long
 wal_size(const char *path)
@@ -495,6 +540,7 @@ main(void)
 		cmocka_unit_test(corrupt_file_refused),
 		cmocka_unit_test(unwritable_refused_without_half_migration),
 		cmocka_unit_test(busy_reported_distinctly),
+		cmocka_unit_test(read_scope_is_one_snapshot_and_read_only),
 		cmocka_unit_test(checkpoint_restarts_a_long_wal),
 		cmocka_unit_test(one_checkpointer_per_database),
 		cmocka_unit_test(concurrent_first_open),
