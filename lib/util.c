@@ -69,7 +69,7 @@ xasprintf(const char *fmt, ...)
 	return buf_steal(&b);
 }
 
-static void
+void
 buf_reserve(struct buf *b, size_t extra)
 {
 	size_t need = b->len + extra + 1;
@@ -81,28 +81,6 @@ buf_reserve(struct buf *b, size_t extra)
 		cap *= 2;
 	b->data = xrealloc(b->data, cap);
 	b->cap = cap;
-}
-
-void
-buf_append(struct buf *b, const void *p, size_t n)
-{
-	buf_reserve(b, n);
-	if (n)
-		memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-void
-buf_puts(struct buf *b, const char *s)
-{
-	buf_append(b, s, strlen(s));
-}
-
-void
-buf_putc(struct buf *b, char c)
-{
-	buf_append(b, &c, 1);
 }
 
 void

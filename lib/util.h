@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -30,9 +31,35 @@ struct buf {
 	size_t len;
 	size_t cap;
 };
-void buf_append(struct buf *b, const void *p, size_t n);
-void buf_puts(struct buf *b, const char *s);
-void buf_putc(struct buf *b, char c);
+/* Makes room for extra more bytes and the NUL (the slow path of the three
+ * appenders below, which are inline: the list's JSON is written with
+ * hundreds of short appends per page, and inlined, a literal's strlen and
+ * memcpy are worked out at compile time). */
+void buf_reserve(struct buf *b, size_t extra);
+
+static inline void
+buf_append(struct buf *b, const void *p, size_t n)
+{
+	if (b->len + n >= b->cap)
+		buf_reserve(b, n);
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+static inline void
+buf_puts(struct buf *b, const char *s)
+{
+	buf_append(b, s, strlen(s));
+}
+
+static inline void
+buf_putc(struct buf *b, char c)
+{
+	buf_append(b, &c, 1);
+}
+
 /* Appends v in decimal (what "%lld" gives, without printf's cost). */
 void buf_put_i64(struct buf *b, int64_t v);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
