@@ -267,6 +267,9 @@ static const char sql_begin_write[] = "BEGIN IMMEDIATE";
 static const char sql_begin_read[] = "BEGIN";
 static const char sql_commit[] = "COMMIT";
 static const char sql_rollback[] = "ROLLBACK";
+static const char sql_savepoint[] = "SAVEPOINT part";
+static const char sql_release[] = "RELEASE part";
+static const char sql_rollback_to[] = "ROLLBACK TO part";
 
 /*
  * Under a steady stream of writes a passive checkpoint never catches up:
@@ -371,6 +374,30 @@ db_read_scope_end(struct db *db)
 		return;
 	db->read_scope = 0;
 	db_rollback(db);
+}
+
+enum db_rc
+db_part_begin(struct db *db)
+{
+	return exec_cached(db, sql_savepoint);
+}
+
+enum db_rc
+db_part_end(struct db *db, int keep)
+{
+	enum db_rc rc = DB_OK;
+
+	if (!keep)
+		rc = exec_cached(db, sql_rollback_to);
+	if (rc == DB_OK)
+		rc = exec_cached(db, sql_release);
+	return rc;
+}
+
+int
+db_in_transaction(struct db *db)
+{
+	return !sqlite3_get_autocommit(db->h);
 }
 
 enum db_rc

@@ -91,6 +91,14 @@ enum db_rc db_begin_read(struct db *db);
 enum db_rc db_commit(struct db *db);
 void db_rollback(struct db *db);
 
+/* A part of a write transaction that can be undone alone (a savepoint):
+ * db_part_end keeps it (keep) or undoes it, then ends it. Some errors
+ * (SQLITE_FULL, SQLITE_IOERR, SQLITE_BUSY) end the whole transaction on
+ * their own: db_in_transaction tells. */
+enum db_rc db_part_begin(struct db *db);
+enum db_rc db_part_end(struct db *db, int keep);
+int db_in_transaction(struct db *db);
+
 /* A read scope: one read transaction for several steps that each open and
  * end their own (etl-api: the token's user, then the handler's query), so
  * the request reads one snapshot and pays for one transaction. Inside it

@@ -214,6 +214,23 @@ jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *p
     const char *created_by, const char *idem_key, int64_t *job_id, int *existed,
     uint64_t *pending_mask, char bad[65])
 {
+	enum db_rc rc;
+
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	rc = jobq_enqueue_in(
+	    db, sistemas, n, params, created_by, idem_key, job_id, existed, pending_mask, bad);
+	if (rc == DB_OK)
+		return *existed ? (db_rollback(db), DB_OK) : db_commit(db);
+	db_rollback(db);
+	return rc;
+}
+
+enum db_rc
+jobq_enqueue_in(struct db *db, const char *const *sistemas, size_t n, const char *params,
+    const char *created_by, const char *idem_key, int64_t *job_id, int *existed,
+    uint64_t *pending_mask, char bad[65])
+{
 	static const char q_idem[] =
 	    "SELECT id FROM jobs WHERE created_by = ? AND idempotency_key = ?";
 	static const char q_sist[] = "SELECT ativo FROM sistemas WHERE id = ?";
@@ -233,8 +250,6 @@ jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *p
 	*pending_mask = 0;
 	if (n == 0 || n > JOBQ_MAX_SISTEMAS)
 		return DB_INVALID;
-	if ((rc = db_begin(db)) != DB_OK)
-		return rc;
 	if (idem_key) {
 		STMT(st, q_idem);
 		db_bind_text(st, 1, created_by);
@@ -244,7 +259,6 @@ jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *p
 			*job_id = sqlite3_column_int64(st, 0);
 			*existed = 1;
 			sqlite3_reset(st);
-			db_rollback(db);
 			return DB_OK;
 		}
 		sqlite3_reset(st);
@@ -290,11 +304,9 @@ jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *p
 		if (sqlite3_changes(db_sqlite(db)) > 0)
 			*pending_mask |= (uint64_t)1 << i;
 	}
-	CHECK(db_commit(db));
 	free(arr);
 	return DB_OK;
 fail:
-	db_rollback(db);
 	free(arr);
 	return rc;
 }

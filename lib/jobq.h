@@ -68,6 +68,12 @@ struct json_object *jobq_job_json(const struct job *j);
 enum db_rc jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *params,
     const char *created_by, const char *idem_key, int64_t *job_id, int *existed,
     uint64_t *pending_mask, char bad[65]);
+/* The same inside the caller's write transaction (etl-api's batch,
+ * fcgi/conn.h): on an error return the caller must undo what it did
+ * (a savepoint, or the transaction); with *existed it changed nothing. */
+enum db_rc jobq_enqueue_in(struct db *db, const char *const *sistemas, size_t n, const char *params,
+    const char *created_by, const char *idem_key, int64_t *job_id, int *existed,
+    uint64_t *pending_mask, char bad[65]);
 
 /*
  * Atomically takes the oldest pending job (FIFO by created_at, id) whose

@@ -6,6 +6,7 @@
 #include "pw.h"
 
 #include <crypt.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,12 +54,20 @@ pw_verify(const char *password, const char *hash)
 	return ok;
 }
 
+static char *dummy; /* a hash of nobody's password, made once */
+
+static void
+make_dummy(void)
+{
+	dummy = pw_hash("dummy-password-for-timing");
+}
+
 void
 pw_dummy_verify(const char *password)
 {
-	static char *dummy;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-	if (dummy == NULL && (dummy = pw_hash("dummy-password-for-timing")) == NULL)
-		return;
-	(void)pw_verify(password, dummy);
+	(void)pthread_once(&once, make_dummy);
+	if (dummy != NULL)
+		(void)pw_verify(password, dummy);
 }
