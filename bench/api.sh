@@ -91,7 +91,7 @@ measure() {
 	END { printf "%s %s %s %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }' "$TMP/wrk.out"
 }
 
-echo "# bench/api.sh: wrk -t$THREADS -c$CONNS -d$DURATION through lighttpd mod_fastcgi (max-procs 2), $(nproc) CPUs" >&2
+echo "# bench/api.sh: wrk -t$THREADS -c$CONNS -d$DURATION through lighttpd mod_fastcgi (lighttpd/etl.conf: one etl-api process, ETL_API_THREADS threads), $(nproc) CPUs" >&2
 
 start_lighttpd "$BUILD"
 B="http://127.0.0.1:$PORT/api"

@@ -2,14 +2,16 @@
  * api: the state etl-api keeps per process (configuration, database handle,
  * event publisher) and per request (the CGI variables, the matched route,
  * the authenticated user, the body), and the request-reading functions of
- * req.c. One request at a time per process: a struct req lives from accept
- * to finish and owns everything allocated for it (req_free releases it all,
- * so nothing leaks from one request to the next).
+ * req.c. A struct req belongs to one request thread and lives from accept
+ * to finish; it owns everything allocated for it (req_free releases it
+ * all, so nothing leaks from one request to the next).
  */
 #ifndef ETL_API_H
 #define ETL_API_H
 
 #include <fcgiapp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,7 +25,12 @@ struct json_object;
 struct route;
 struct wake_sender;
 
-/* One etl-api process: made once (after fork), used by every request. */
+struct conn_member;
+
+/* One etl-api process: made once (after fork), used by every request of
+ * its threads. conf, secret_len, long_lived and started_ms are read-only
+ * once serving; db, pub and wake are used only by the thread holding the
+ * connection (conn.h), which also guards the batch fields. */
 struct api {
 	struct conf conf;
 	size_t secret_len;
@@ -33,7 +40,14 @@ struct api {
 	struct pub *pub;
 	struct wake_sender *wake; /* to the workers' wake-up sockets (wake.h) */
 	int64_t started_ms;
-	int64_t requests; /* served by this process */
+	atomic_llong requests; /* served by this process */
+
+	pthread_mutex_t mu; /* the connection (conn.h) */
+	atomic_int waiting; /* threads about to take it */
+	pthread_cond_t batch_done;
+	int batch_open; /* a write transaction of enqueues is open */
+	struct conn_member *batch; /* its members, waiting for the commit */
+	int batch_size;
 };
 
 #define REQ_MAX_SEGS 8
@@ -64,6 +78,12 @@ struct req {
 	const char *params[REQ_MAX_SEGS]; /* the {x} segments, in order */
 	size_t nparams;
 
+	/* The connection the request uses: the shared one (api->db, taken
+	 * with conn_take), or for a ROUTE_READ route the thread's own read
+	 * connection *own, opened on first use (own is NULL in CGI mode). */
+	struct db *db;
+	struct db **own;
+
 	int authed;
 	struct user user; /* when authed: role from the database */
 
@@ -71,6 +91,7 @@ struct req {
 	size_t body_len;
 	struct json_object *json; /* parsed body (routes that take one) */
 
+	int scoped; /* in a read scope (db_read_scope): resp_send ends it */
 	struct buf xhdr; /* extra response headers, "Name: value\r\n" each */
 	int responded;
 	int status;

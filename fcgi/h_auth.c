@@ -13,6 +13,7 @@
 
 #include <json-c/json.h>
 
+#include "conn.h"
 #include "db.h"
 #include "handlers.h"
 #include "js.h"
@@ -71,7 +72,7 @@ hauth_authenticate(struct req *r)
 		resp_error(r, 401, "malformed token");
 		return -1;
 	}
-	rc = users_get(api->db, c.sub, &r->user);
+	rc = users_get(r->db, c.sub, &r->user);
 	if (rc == DB_NOTFOUND) {
 		resp_error(r, 401, "user no longer exists");
 		return -1;
@@ -171,6 +172,23 @@ need_string(struct req *r, const char *key, size_t *len)
 	return rc == 0 ? s : NULL;
 }
 
+/* Checks a password (hash NULL: against a dummy, for the same time)
+ * without holding the connection: yescrypt is slow on purpose, and the
+ * process's other requests must not wait for it. */
+static int
+password_ok(struct req *r, const char *pass, const char *hash)
+{
+	int ok = 0;
+
+	conn_give(r->api);
+	if (hash != NULL)
+		ok = pw_verify(pass, hash);
+	else
+		pw_dummy_verify(pass);
+	conn_take(r->api);
+	return ok;
+}
+
 void
 hauth_login(struct req *r)
 {
@@ -188,11 +206,11 @@ hauth_login(struct req *r)
 		return;
 	if (!util_valid_username(name, nlen) || plen > PW_MAX_LEN) {
 		/* not a name anyone can have: same answer and time as a wrong password */
-		pw_dummy_verify(plen > PW_MAX_LEN ? "" : pass);
+		(void)password_ok(r, plen > PW_MAX_LEN ? "" : pass, NULL);
 		resp_error(r, 401, "wrong username or password");
 		return;
 	}
-	rc = users_failures(api->db, name, LOGIN_WINDOW_S, &fails, &oldest);
+	rc = users_failures(r->db, name, LOGIN_WINDOW_S, &fails, &oldest);
 	if (rc != DB_OK) {
 		resp_db(r, rc, "user");
 		return;
@@ -205,19 +223,18 @@ hauth_login(struct req *r)
 		resp_error(r, 429, "too many failed logins; retry later");
 		return;
 	}
-	rc = users_get(api->db, name, &u);
+	rc = users_get(r->db, name, &u);
 	if (rc == DB_NOTFOUND) {
-		pw_dummy_verify(pass);
-		ok = 0;
+		ok = password_ok(r, pass, NULL);
 	} else if (rc != DB_OK) {
 		resp_db(r, rc, "user");
 		return;
 	} else {
-		ok = pw_verify(pass, u.password_hash);
+		ok = password_ok(r, pass, u.password_hash);
 	}
 	if (!ok) {
 		users_clear(&u);
-		rc = users_record_failure(api->db, name);
+		rc = users_record_failure(r->db, name);
 		if (rc != DB_OK) {
 			resp_db(r, rc, "user");
 			return;
@@ -226,7 +243,7 @@ hauth_login(struct req *r)
 		resp_error(r, 401, "wrong username or password");
 		return;
 	}
-	if (fails > 0 && (rc = users_clear_failures(api->db, name)) != DB_OK)
+	if (fails > 0 && (rc = users_clear_failures(r->db, name)) != DB_OK)
 		log_warnx("clearing failed logins of %s: rc=%d", name, (int)rc);
 	tok = tok_sign(api->conf.secret, api->secret_len, u.username, users_role_name(u.role),
 	    now / 1000, api->conf.token_ttl);
@@ -253,7 +270,7 @@ void
 hauth_users_list(struct req *r)
 {
 	struct json_object *o = NULL;
-	enum db_rc rc = users_list_json(r->api->db, &o);
+	enum db_rc rc = users_list_json(r->db, &o);
 
 	if (rc != DB_OK) {
 		resp_db(r, rc, "users");
@@ -288,7 +305,7 @@ hauth_users_create(struct req *r)
 		resp_error(r, 422, "password must be %d to %d bytes", PW_MIN_LEN, PW_MAX_LEN);
 		return;
 	}
-	rc = users_create(api->db, name, pass, ro);
+	rc = users_create(r->db, name, pass, ro);
 	if (rc == DB_CONFLICT) {
 		resp_error(r, 409, "user %s already exists", name);
 		return;
@@ -298,7 +315,7 @@ hauth_users_create(struct req *r)
 		return;
 	}
 	log_info("user %s created by %s role=%s", name, r->user.username, users_role_name(ro));
-	rc = users_get(api->db, name, &u);
+	rc = users_get(r->db, name, &u);
 	if (rc != DB_OK) {
 		resp_db(r, rc, "user");
 		return;
@@ -311,7 +328,6 @@ hauth_users_create(struct req *r)
 void
 hauth_users_delete(struct req *r)
 {
-	struct api *api = r->api;
 	const char *name = r->params[0];
 	struct user u = { 0 };
 	enum db_rc rc;
@@ -320,14 +336,14 @@ hauth_users_delete(struct req *r)
 		resp_error(r, 422, "username must match ^[A-Za-z0-9_.-]{1,64}$");
 		return;
 	}
-	rc = users_get(api->db, name, &u);
+	rc = users_get(r->db, name, &u);
 	if (rc != DB_OK) {
 		resp_db(r, rc, "user");
 		return;
 	}
 	if (u.role == ROLE_ADMIN) {
 		int64_t n = 0;
-		rc = users_count_admins(api->db, &n);
+		rc = users_count_admins(r->db, &n);
 		if (rc != DB_OK) {
 			users_clear(&u);
 			resp_db(r, rc, "user");
@@ -340,7 +356,7 @@ hauth_users_delete(struct req *r)
 		}
 	}
 	users_clear(&u);
-	rc = users_delete(api->db, name);
+	rc = users_delete(r->db, name);
 	if (rc != DB_OK) {
 		resp_db(r, rc, "user");
 		return;

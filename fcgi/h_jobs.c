@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include "conn.h"
 #include "db.h"
 #include "evt.h"
 #include "handlers.h"
@@ -134,6 +135,26 @@ wake_workers(struct api *api)
 	log_debug("woke %d worker(s)", n);
 }
 
+/* jobq_enqueue_in's arguments and results, for conn_batch. */
+struct enqueue {
+	const char *const *ids;
+	size_t n;
+	const char *params, *by, *key;
+	int64_t job_id;
+	int existed;
+	uint64_t mask;
+	char bad[65];
+};
+
+static enum db_rc
+enqueue_part(struct db *db, void *arg)
+{
+	struct enqueue *e = arg;
+
+	return jobq_enqueue_in(
+	    db, e->ids, e->n, e->params, e->by, e->key, &e->job_id, &e->existed, &e->mask, e->bad);
+}
+
 void
 hjobs_execute(struct req *r)
 {
@@ -141,7 +162,7 @@ hjobs_execute(struct req *r)
 	const char *ids[JOBQ_MAX_SISTEMAS];
 	struct json_object *params = NULL, *o;
 	const char *key = NULL, *status = "pending";
-	char *params_text = NULL, bad[65] = "";
+	char *params_text = NULL;
 	int64_t job_id = 0;
 	uint64_t mask = 0;
 	int n, existed = 0;
@@ -158,10 +179,14 @@ hjobs_execute(struct req *r)
 	}
 	if (idem_key(r, &key) != 0)
 		goto out;
-	rc = jobq_enqueue(api->db, ids, (size_t)n, params_text, r->user.username, key, &job_id,
-	    &existed, &mask, bad);
+	/* in the batch: the answer waits for the commit (conn.h) */
+	struct enqueue e = { ids, (size_t)n, params_text, r->user.username, key, 0, 0, 0, "" };
+	rc = conn_batch(api, enqueue_part, &e);
+	job_id = e.job_id;
+	existed = e.existed;
+	mask = e.mask;
 	if (rc == DB_INVALID) {
-		resp_error(r, 422, "sistema %s is unknown or inactive", bad);
+		resp_error(r, 422, "sistema %s is unknown or inactive", e.bad);
 		goto out;
 	}
 	if (rc != DB_OK) {
@@ -170,7 +195,7 @@ hjobs_execute(struct req *r)
 	}
 	if (existed) {
 		struct job j = { 0 };
-		if (jobq_get(api->db, job_id, &j) == DB_OK)
+		if (jobq_get(r->db, job_id, &j) == DB_OK)
 			status = jobq_status_name(j.status);
 		jobq_job_clear(&j);
 	} else {
@@ -211,7 +236,7 @@ hjobs_list(struct req *r)
 	if (hmisc_query_int(r, "limit", JOBS_DEFAULT_LIMIT, 1, JOBS_MAX_LIMIT, &limit) != 0 ||
 	    hmisc_query_int(r, "offset", 0, 0, INT_MAX, &offset) != 0)
 		return;
-	rc = jobq_list_text(r->api->db, st ? (int)s : -1, (int)limit, (int)offset, &out);
+	rc = jobq_list_text(r->db, st ? (int)s : -1, (int)limit, (int)offset, &out);
 	if (rc != DB_OK)
 		resp_db(r, rc, "jobs");
 	else
@@ -228,7 +253,7 @@ hjobs_get(struct req *r)
 
 	if (job_id_param(r, &id) != 0)
 		return;
-	rc = jobq_get(r->api->db, id, &j);
+	rc = jobq_get(r->db, id, &j);
 	if (rc != DB_OK) {
 		resp_db(r, rc, "job");
 		return;
@@ -249,7 +274,7 @@ hjobs_logs(struct req *r)
 	if (hmisc_query_int(r, "after", 0, 0, INT64_MAX, &after) != 0 ||
 	    hmisc_query_int(r, "limit", LOGS_DEFAULT_LIMIT, 1, LOGS_MAX_LIMIT, &limit) != 0)
 		return;
-	rc = jobq_logs_text(r->api->db, id, after, (int)limit, &out);
+	rc = jobq_logs_text(r->db, id, after, (int)limit, &out);
 	if (rc != DB_OK)
 		resp_db(r, rc, "job");
 	else
@@ -268,7 +293,7 @@ hjobs_cancel(struct req *r)
 
 	if (job_id_param(r, &id) != 0)
 		return;
-	rc = jobq_cancel(api->db, id, &res, &j);
+	rc = jobq_cancel(r->db, id, &res, &j);
 	if (rc != DB_OK) {
 		resp_db(r, rc, "job");
 		goto out;

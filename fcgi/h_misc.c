@@ -236,8 +236,8 @@ hmisc_pool(struct req *r)
 	struct json_object *o = NULL, *arr;
 	enum db_rc rc;
 
-	if ((rc = jobq_slots(api->db, max, slots)) != DB_OK ||
-	    (rc = jobq_worker_state(api->db, stale_s(api), &ws)) != DB_OK) {
+	if ((rc = jobq_slots(r->db, max, slots)) != DB_OK ||
+	    (rc = jobq_worker_state(r->db, stale_s(api), &ws)) != DB_OK) {
 		resp_db(r, rc, "pool");
 		goto out;
 	}

@@ -36,7 +36,7 @@ void
 hsist_list(struct req *r)
 {
 	struct json_object *o = NULL;
-	enum db_rc rc = sist_list_json(r->api->db, &o);
+	enum db_rc rc = sist_list_json(r->db, &o);
 
 	if (rc != DB_OK) {
 		resp_db(r, rc, "sistemas");
@@ -54,7 +54,7 @@ hsist_get(struct req *r)
 
 	if ((id = sist_id_param(r)) == NULL)
 		return;
-	rc = sist_get_json(r->api->db, id, &o);
+	rc = sist_get_json(r->db, id, &o);
 	if (rc != DB_OK) {
 		resp_db(r, rc, "sistema");
 		return;
@@ -83,7 +83,6 @@ current(struct db *db, const char *id, struct json_object **cur)
 void
 hsist_put(struct req *r)
 {
-	struct api *api = r->api;
 	const char *id, *nome = NULL, *descricao = NULL;
 	struct json_object *o = NULL, *cur = NULL, *d, *v;
 	size_t nlen = 0, dlen = 0;
@@ -111,7 +110,7 @@ hsist_put(struct req *r)
 		resp_error(r, 422, "ativo must be true or false");
 		return;
 	}
-	if ((g == 1 || !has_desc) && (rc = current(api->db, id, &cur)) != DB_OK) {
+	if ((g == 1 || !has_desc) && (rc = current(r->db, id, &cur)) != DB_OK) {
 		resp_db(r, rc, "sistema");
 		return;
 	}
@@ -120,7 +119,7 @@ hsist_put(struct req *r)
 	if (cur != NULL && !has_desc && json_object_object_get_ex(cur, "descricao", &v) &&
 	    json_object_is_type(v, json_type_string))
 		descricao = json_object_get_string(v);
-	rc = sist_put(api->db, id, nome, descricao, ativo, &created);
+	rc = sist_put(r->db, id, nome, descricao, ativo, &created);
 	if (cur != NULL)
 		json_object_put(cur);
 	if (rc != DB_OK) {
@@ -128,7 +127,7 @@ hsist_put(struct req *r)
 		return;
 	}
 	log_info("sistema %s %s by %s", id, created ? "created" : "updated", r->user.username);
-	rc = sist_get_json(api->db, id, &o);
+	rc = sist_get_json(r->db, id, &o);
 	if (rc != DB_OK) {
 		resp_db(r, rc, "sistema");
 		return;

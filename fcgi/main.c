@@ -8,14 +8,21 @@
  *     gracefully on SIGTERM (the request in hand is finished first);
  *   - plain CGI: one request on stdin/stdout when fd 0 is not a socket.
  * Each process opens its own database connection and Redis publisher
- * (never shared across fork) and serves one request at a time.
+ * (never shared across fork) and serves ETL_API_THREADS requests at once
+ * on threads that share them (conn.h: one thread uses the connection at a
+ * time, and concurrent enqueues share a transaction).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,6 +31,7 @@
 #include <fcgiapp.h>
 
 #include "ckpt.h"
+#include "conn.h"
 #include "db.h"
 #include "handlers.h"
 #include "log.h"
@@ -122,60 +130,98 @@ api_close(struct api *api)
 	api->wake = NULL;
 }
 
-/* The accept loop of one process.
+/* One request thread: accepts connections itself and hands each to
+ * libfcgi, then serves the request on it.
  *
- * Signals and libfcgi: a signal that lands inside FCGX_Accept_r after the
- * connection is accepted (its wait for the first bytes, or the read of the
- * parameters) makes libfcgi drop that connection: the web server sees it
- * closed without an answer. So SIGHUP, which log rotation sends every day,
- * stays blocked in a serving process and is taken, never delivered: once
- * a request is in hand (so the first request after a rotation logs to the
- * new file), and by the checkpointer thread within a second when the
- * process is idle (ckpt_take_sighup). SIGTERM and SIGINT must
- * still interrupt a wait in accept(), so they are open there and blocked
- * while a request is in hand (the answer is always finished); one that
- * lands in that short window after accept() can still cost that request,
- * and only when the process is stopping anyway. */
-static void
-serve(struct api *api, int listen_fd)
-{
-	FCGX_Request fr;
-	sigset_t term, hup;
-	struct req r;
+ * libfcgi's own accept cannot be told to stop except by a signal, and a
+ * signal that lands after its accept (its wait for the first bytes, or
+ * its read of the parameters) makes it drop the connection: the web
+ * server sees it closed without an answer. So the threads take every
+ * signal blocked (the main thread waits for them) and accept here: wait
+ * on the listening socket (non-blocking, so a connection another thread
+ * took costs an EAGAIN, not a hang) and on stop_fd, which the main thread
+ * makes readable to stop them. The accepted descriptor goes into the
+ * request (ipcFd, a public member of FCGX_Request) with keepConnection
+ * set, so that FCGX_Accept_r's opening FCGX_Finish_r keeps it open and
+ * reads the request from it; the request's own flags then say whether
+ * the web server keeps the connection. The request's listening socket is
+ * -1: when libfcgi drops a connection it could not read a request from,
+ * its own accept fails at once (EBADF) instead of taking over. */
+struct server {
+	struct api *api;
+	int listen_fd;
+	int stop_fd;
+};
 
-	sigemptyset(&term);
-	sigaddset(&term, SIGTERM);
-	sigaddset(&term, SIGINT);
-	sigemptyset(&hup);
-	sigaddset(&hup, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &hup, NULL) != 0)
-		fatal("sigprocmask");
-	api->long_lived = 1;
-	api_open(api);
-	if (FCGX_InitRequest(&fr, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
-		fatalx("FCGX_InitRequest failed");
-	log_info("serving (pid %d)", (int)getpid());
-	while (!stopping) {
-		if (FCGX_Accept_r(&fr) < 0) {
-			if (stopping)
-				break;
-			if (errno == EINTR)
-				continue;
-			log_warn("FCGX_Accept_r");
-			sleep_ms(10); /* EMFILE and the like: do not spin */
+/* This thread's wait for a connection: an epoll set with the listening
+ * socket (EPOLLEXCLUSIVE: a connection wakes one waiting thread, not all
+ * of them) and stop_fd. Returns the epoll descriptor. */
+static int
+accept_set(const struct server *s)
+{
+	struct epoll_event lev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = s->listen_fd };
+	struct epoll_event sev = { .events = EPOLLIN, .data.fd = s->stop_fd };
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	if (ep == -1 || epoll_ctl(ep, EPOLL_CTL_ADD, s->listen_fd, &lev) != 0 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, s->stop_fd, &sev) != 0)
+		fatal("epoll");
+	return ep;
+}
+
+/* A connection, or -1 when stopping. */
+static int
+accept_one(const struct server *s, int ep)
+{
+	for (;;) {
+		struct epoll_event ev[2];
+		int n = epoll_wait(ep, ev, 2, -1);
+		if (n < 0) {
+			if (errno != EINTR)
+				log_warn("epoll_wait");
 			continue;
 		}
-		if (sigprocmask(SIG_BLOCK, &term, NULL) != 0)
-			log_warn("sigprocmask");
-		/* a rotation while idle: this request already logs to the new
-		 * file (the checkpointer thread may have taken it first) */
-		if (!log_take_sighup() && reopen_logs)
-			(void)log_reopen();
-		reopen_logs = 0;
+		for (int i = 0; i < n; i++)
+			if (ev[i].data.fd == s->stop_fd)
+				return -1;
+		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+		    errno == ECONNABORTED || errno == EPROTO)
+			continue;
+		log_warn("accept");
+		sleep_ms(10); /* EMFILE and the like: do not spin */
+	}
+}
+
+static void *
+serve_thread(void *arg)
+{
+	const struct server *s = arg;
+	struct api *api = s->api;
+	FCGX_Request fr;
+	struct req r;
+	struct db *rdb = NULL; /* this thread's read connection (route.c) */
+	int ep = accept_set(s);
+
+	if (FCGX_InitRequest(&fr, -1, 0) != 0)
+		fatalx("FCGX_InitRequest failed");
+	for (;;) {
+		if (fr.ipcFd < 0) { /* else the web server kept the connection */
+			int fd = accept_one(s, ep);
+			if (fd < 0)
+				break;
+			fr.ipcFd = fd;
+			fr.keepConnection = 1;
+		}
+		if (FCGX_Accept_r(&fr) < 0)
+			continue; /* closed, or no request on it: libfcgi closed it */
 		req_init(&r, api, 0, fr.in, fr.out, fr.envp);
+		r.own = &rdb;
 		route_dispatch(&r);
 		req_free(&r);
-		api->requests++;
+		atomic_fetch_add(&api->requests, 1);
 		/* libfcgi closes a connection gracefully: shutdown, then poll
 		 * and read until the web server closes its end, so that unread
 		 * input cannot turn into a reset that loses the answer. Every
@@ -189,11 +235,80 @@ serve(struct api *api, int listen_fd)
 		else /* not left over from an earlier request on a kept connection */
 			(void)FCGX_Attach(&fr);
 		FCGX_Finish_r(&fr);
-		if (sigprocmask(SIG_UNBLOCK, &term, NULL) != 0)
-			log_warn("sigprocmask");
 	}
 	FCGX_Free(&fr, 1);
-	log_info("stopping after %lld request(s)", (long long)api->requests);
+	close(ep);
+	db_close(rdb);
+	return NULL;
+}
+
+/* Serves on listen_fd with conf.api_threads request threads until SIGTERM
+ * or SIGINT; the main thread takes the signals (SIGHUP: reopen the log).
+ * A stop lets every request in hand finish; a thread still waiting on a
+ * connection the web server keeps open after STOP_GRACE_MS is left. */
+static void
+serve(struct api *api, int listen_fd)
+{
+	struct server s = { api, listen_fd, -1 };
+	int n = api->conf.api_threads, started = 0, fl;
+	pthread_t *tids = xcalloc((size_t)n, sizeof(*tids));
+	sigset_t sigs;
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0)
+		fatal("pthread_sigmask");
+	if ((fl = fcntl(listen_fd, F_GETFL)) == -1 ||
+	    fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) == -1)
+		fatal("fcntl O_NONBLOCK on the listening socket");
+	if ((s.stop_fd = eventfd(0, EFD_CLOEXEC)) == -1)
+		fatal("eventfd");
+	api->long_lived = 1;
+	api_open(api);
+	for (int i = 0; i < n; i++) {
+		if (pthread_create(&tids[i], NULL, serve_thread, &s) != 0) {
+			log_warnx("only %d of %d request threads started", started, n);
+			break;
+		}
+		started++;
+	}
+	if (started == 0)
+		fatalx("no request thread could start");
+	log_info("serving (pid %d, %d threads)", (int)getpid(), started);
+	while (!stopping) {
+		int sig = sigwaitinfo(&sigs, NULL);
+		if (sig == SIGHUP)
+			(void)log_reopen();
+		else if (sig == SIGTERM || sig == SIGINT)
+			stopping = 1;
+	}
+	if (eventfd_write(s.stop_fd, 1) != 0)
+		log_warn("eventfd_write");
+	int64_t deadline = util_mono_ms() + STOP_GRACE_MS;
+	int left = 0;
+	for (int i = 0; i < started; i++) {
+		int64_t ms = deadline - util_mono_ms();
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ms = ms < 0 ? 0 : ms;
+		ts.tv_sec += (time_t)(ms / 1000);
+		ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_timedjoin_np(tids[i], NULL, &ts) != 0)
+			left++;
+	}
+	free(tids);
+	log_info("stopping after %lld request(s)", (long long)atomic_load(&api->requests));
+	if (left > 0) { /* blocked on kept connections: not ours to wait for */
+		log_warnx("%d request thread(s) did not stop", left);
+		exit(0);
+	}
+	close(s.stop_fd);
 	api_close(api);
 }
 
@@ -361,6 +476,7 @@ main(int argc, char **argv)
 	int64_t n;
 
 	memset(&api, 0, sizeof(api));
+	conn_init(&api);
 	while ((ch = getopt_long(argc, argv, "s:p:n:m:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
@@ -446,5 +562,6 @@ main(int argc, char **argv)
 		log_warn("unlink %s", sock_path);
 out:
 	conf_free(&api.conf);
+	conn_destroy(&api);
 	return rc;
 }

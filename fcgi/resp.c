@@ -71,7 +71,10 @@ resp_send(struct req *r, int status, const char *ctype, const char *body, size_t
 	r->status = status;
 	/* never write while holding a snapshot: a web server that stops
 	 * reading would keep the WAL from starting over */
-	db_read_scope_end(r->api->db);
+	if (r->scoped) {
+		db_read_scope_end(r->db);
+		r->scoped = 0;
+	}
 	buf_printf(&h, "Status: %d %s\r\n", status, resp_status_text(status));
 	if (body != NULL && status != 204)
 		buf_printf(&h, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, len);

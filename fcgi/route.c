@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "ckpt.h"
+#include "conn.h"
 #include "db.h"
 #include "handlers.h"
 #include "js.h"
@@ -27,7 +28,7 @@ static const struct route routes[] = {
 	{ "GET", "/sistemas", hsist_list, ROLE_VIEWER, ROUTE_READ },
 	{ "GET", "/sistemas/{id}", hsist_get, ROLE_VIEWER, ROUTE_READ },
 	{ "PUT", "/sistemas/{id}", hsist_put, ROLE_ADMIN, ROUTE_BODY },
-	{ "POST", "/execute", hjobs_execute, ROLE_OPERATOR, ROUTE_BODY },
+	{ "POST", "/execute", hjobs_execute, ROLE_OPERATOR, ROUTE_BODY | ROUTE_BATCH },
 	{ "GET", "/jobs", hjobs_list, ROLE_VIEWER, ROUTE_READ },
 	{ "GET", "/jobs/{id}", hjobs_get, ROLE_VIEWER, ROUTE_READ },
 	{ "GET", "/jobs/{id}/logs", hjobs_logs, ROLE_VIEWER, ROUTE_READ },
@@ -145,9 +146,26 @@ route_db_ensure(struct api *api)
 	         api->conf.db_path, api->conf.db_busy_timeout, err, sizeof(err))) == NULL)
 		log_warnx("%s (requests will checkpoint the WAL themselves)", err);
 	db_autocheckpoint(api->db, api->ckpt == NULL);
-	if (api->ckpt != NULL)
-		ckpt_take_sighup(api->ckpt); /* an idle process reopens its log too */
 	return 0;
+}
+
+/* The request thread's own read connection, opened on first use: reads
+ * run in parallel with each other and with the shared connection's
+ * writes (SQLite's WAL: readers never wait for the writer). NULL when it
+ * cannot be opened (no database yet): the request then takes the shared
+ * connection, which creates and migrates it. */
+static struct db *
+own_db(struct req *r)
+{
+	char err[256];
+
+	if (*r->own == NULL) {
+		*r->own = db_open(
+		    r->api->conf.db_path, 0, r->api->conf.db_busy_timeout, err, sizeof(err));
+		if (*r->own == NULL)
+			log_debug("read connection: %s", err);
+	}
+	return *r->own;
 }
 
 /* Reads, types and parses the body of a ROUTE_BODY route. Returns 0, or -1
@@ -193,6 +211,7 @@ route_dispatch(struct req *r)
 	const struct route *rt;
 	char meth[24];
 	int64_t cl;
+	int held = 0;
 
 	rt = find(r);
 	if (rt == NULL) {
@@ -206,14 +225,24 @@ route_dispatch(struct req *r)
 		resp_error(r, 413, "request body larger than %d bytes", r->api->conf.max_body);
 		goto out;
 	}
-	if (!(rt->flags & ROUTE_NODB) && route_db_ensure(r->api) != 0) {
-		req_drain(r);
-		resp_error(r, 503, "database unavailable");
-		goto out;
+	if ((rt->flags & ROUTE_READ) && r->own != NULL)
+		r->db = own_db(r);
+	if (r->db == NULL) {
+		conn_take(r->api);
+		held = 1;
+		if (!(rt->flags & ROUTE_BATCH))
+			conn_settle(r->api);
+		if (!(rt->flags & ROUTE_NODB) && route_db_ensure(r->api) != 0) {
+			req_drain(r);
+			resp_error(r, 503, "database unavailable");
+			goto out;
+		}
+		r->db = r->api->db;
 	}
-	if ((rt->flags & ROUTE_READ) && db_read_scope(r->api->db) != DB_OK)
-		log_warnx("%s %s: no read scope: %s", rt->method, rt->pattern,
-		    db_errmsg(r->api->db)); /* each step reads on its own */
+	if ((rt->flags & ROUTE_READ) && db_read_scope(r->db) == DB_OK)
+		r->scoped = 1;
+	else if (rt->flags & ROUTE_READ) /* each step reads on its own */
+		log_warnx("%s %s: no read scope: %s", rt->method, rt->pattern, db_errmsg(r->db));
 	if (rt->min_role != ROUTE_PUBLIC) {
 		if (hauth_authenticate(r) != 0) {
 			req_drain(r);
@@ -242,7 +271,11 @@ route_dispatch(struct req *r)
 		resp_error(r, 500, "internal error");
 	}
 out:
-	db_read_scope_end(r->api->db); /* normally resp_send ended it */
+	if (r->scoped) /* normally resp_send ended it */
+		db_read_scope_end(r->db);
+	r->scoped = 0;
+	if (held)
+		conn_give(r->api);
 	log_escape(r->method, strlen(r->method), meth, sizeof(meth));
 	log_debug("%s %s -> %d (%lld ms)%s%s", meth, rt ? rt->pattern : "(no route)", r->status,
 	    (long long)(util_mono_ms() - r->t0), r->authed ? " user=" : "",

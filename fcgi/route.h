@@ -21,6 +21,8 @@ typedef void (*route_fn)(struct req *r);
 /* reads only: the token's user and the handler read one snapshot, in one
  * read transaction (db_read_scope), ended before the answer is written */
 #define ROUTE_READ 0x4
+/* joins the enqueue batch (conn.h) where any other route commits it first */
+#define ROUTE_BATCH 0x8
 
 struct route {
 	const char *method;

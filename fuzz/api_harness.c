@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "api_harness.h"
+#include "conn.h"
 #include "db.h"
 #include "fuzz.h"
 #include "js.h"
@@ -121,6 +122,7 @@ api_harness_init(void)
 	unsetenv("ETL_CORS_ORIGIN");
 	unsetenv("ETL_METRICS_TOKEN");
 	memset(&api, 0, sizeof(api));
+	conn_init(&api);
 	if (conf_load(&api.conf, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fuzz: conf_load: %s\n", err);
 		abort();

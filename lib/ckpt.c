@@ -45,7 +45,6 @@ struct ckpt {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;
-	atomic_int take_sighup; /* ckpt_take_sighup */
 };
 
 /* Says once why the thread checkpoints without the lock, and lets it. */
@@ -89,12 +88,6 @@ take_turn(struct ckpt *c)
 	return atomic_load(&c->held);
 }
 
-void
-ckpt_take_sighup(struct ckpt *c)
-{
-	atomic_store(&c->take_sighup, 1);
-}
-
 static void *
 ckpt_main(void *arg)
 {
@@ -112,8 +105,6 @@ ckpt_main(void *arg)
 		if (c->stop)
 			break;
 		pthread_mutex_unlock(&c->mu);
-		if (atomic_load(&c->take_sighup))
-			(void)log_take_sighup();
 		if (take_turn(c))
 			(void)db_checkpoint(c->db, NULL, NULL); /* DB_BUSY: the next tick */
 		pthread_mutex_lock(&c->mu);

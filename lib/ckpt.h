@@ -17,10 +17,6 @@ struct ckpt;
 /* Opens path (already migrated) and starts the thread, with every signal
  * blocked in it. Returns NULL with err filled on failure. */
 struct ckpt *ckpt_start(const char *path, int busy_ms, char *err, size_t errlen);
-/* Has c's thread also take a pending SIGHUP at each tick and reopen the
- * log file (log_reopen), for a process that keeps SIGHUP blocked and would
- * otherwise take it only when it next has work (etl-api: fcgi/main.c). */
-void ckpt_take_sighup(struct ckpt *c);
 /* Whether c's thread is the one checkpointing its database now. */
 int ckpt_holds(struct ckpt *c);
 /* Stops the thread (at once, not at its next tick), closes its connection

@@ -31,6 +31,7 @@ struct conf {
 	int shutdown_grace; /* ETL_SHUTDOWN_GRACE, s */
 	int max_line; /* ETL_MAX_LINE, bytes */
 	int max_body; /* ETL_MAX_BODY, bytes */
+	int api_threads; /* ETL_API_THREADS */
 	char *env_file; /* ETL_ENV_FILE */
 	char *admin_user; /* ETL_ADMIN_USER */
 	char *admin_password; /* ETL_ADMIN_PASSWORD */

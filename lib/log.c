@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,20 +32,6 @@ log_init(const char *prog, enum log_level level, const char *path)
 	free(log_path);
 	log_path = path ? xstrdup(path) : NULL;
 	return log_reopen();
-}
-
-int
-log_take_sighup(void)
-{
-	static const struct timespec now = { 0, 0 };
-	sigset_t hup;
-
-	sigemptyset(&hup);
-	sigaddset(&hup, SIGHUP);
-	if (sigtimedwait(&hup, NULL, &now) != SIGHUP)
-		return 0;
-	(void)log_reopen();
-	return 1;
 }
 
 int

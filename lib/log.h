@@ -17,11 +17,6 @@ enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBU
 int log_init(const char *prog, enum log_level level, const char *path);
 /* Reopens the log file (after rotation, on SIGHUP). Returns 0 or -1. */
 int log_reopen(void);
-/* Takes a SIGHUP pending for the process (the caller blocks it), without
- * waiting, and reopens the log file: log rotation for a program that must
- * not be interrupted by the signal (etl-api, fcgi/main.c). Returns whether
- * there was one. Any thread may call it. */
-int log_take_sighup(void);
 void log_set_level(enum log_level level);
 /* Parses "error|warn|info|debug"; returns 0 or -1. */
 int log_parse_level(const char *s, enum log_level *out);

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -230,3 +231,28 @@ class HTTP:
         assert st == 200, (st, js)
         self.token = js["access_token"]
         return js
+
+
+def run_threads(n, fn):
+    """Runs fn(i) for i in 0..n-1 on n threads started together (a barrier);
+    returns their results in completion order; any exception fails the test."""
+    out, errs = [], []
+    lock = threading.Lock()
+    start = threading.Barrier(n)
+
+    def body(i):
+        try:
+            start.wait()
+            r = fn(i)
+            with lock:
+                out.append(r)
+        except Exception as e:  # surfaced below
+            with lock:
+                errs.append(repr(e))
+    ts = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not errs, errs[:3]
+    return out

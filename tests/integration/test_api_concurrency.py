@@ -1,11 +1,9 @@
 """Several etl-api processes writing one database at once: no request is
 lost or doubled, an Idempotency-Key raced from many clients makes one
 job, and every answer is a clean 202 or a 503 (never a 500)."""
-import threading
-
 import pytest
 
-from harness import binary, free_port, wait_for
+from harness import binary, free_port, run_threads, wait_for
 from harness_web import Fcgi, make_env, populate
 
 
@@ -19,29 +17,6 @@ def farm():
     tokens = populate(c)
     yield env, port, tokens
     env.close()
-
-
-def run_threads(n, fn):
-    out, errs = [], []
-    lock = threading.Lock()
-    start = threading.Barrier(n)
-
-    def body(i):
-        try:
-            start.wait()
-            r = fn(i)
-            with lock:
-                out.append(r)
-        except Exception as e:  # surfaced below
-            with lock:
-                errs.append(repr(e))
-    ts = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(120)
-    assert not errs, errs[:3]
-    return out
 
 
 def test_parallel_enqueues_are_neither_lost_nor_doubled(farm):

@@ -395,11 +395,11 @@ def test_sighup_reopens_the_log_file_in_idle_children(menv):
 
 @pytest.mark.parametrize("transport", ["unix", "tcp"])
 def test_sighup_before_the_request_arrives_loses_nothing(menv, transport):
-    """Log rotation's SIGHUP lands while a child holds an accepted connection
-    whose request has not arrived yet (libfcgi's wait for the first bytes on
-    a unix socket, its read of the parameters on TCP). A signal interrupting
-    that wait makes libfcgi drop the connection; the request must still be
-    answered, and the log reopened afterwards."""
+    """Log rotation's SIGHUP lands while a request thread holds an accepted
+    connection whose request has not arrived yet (its read of the first
+    bytes). In libfcgi's own accept a signal interrupting that wait dropped
+    the connection; the request must still be answered, and the log
+    reopened at once (the main thread takes the signal)."""
     log = menv.path("api-file.log")
     if transport == "unix":
         addr = menv.path("api.sock")
@@ -414,24 +414,28 @@ def test_sighup_before_the_request_arrives_loses_nothing(menv, transport):
     wait_for(lambda: c.get("/api/health")[0] == 200, what="etl-api")
     child = p.pid  # -n 1: the process serves itself
 
-    def syscall():  # the child's current system call (x86-64 numbers), or None
-        with open(f"/proc/{child}/syscall") as f:
-            w = f.read().split()
-        return int(w[0]) if w and w[0].lstrip("-").isdigit() else None
+    def reading():  # some thread of the process is in read (0) or poll (7)
+        for t in os.listdir(f"/proc/{child}/task"):
+            try:
+                with open(f"/proc/{child}/task/{t}/syscall") as f:
+                    w = f.read().split()
+            except OSError:
+                continue
+            if w and w[0] in ("0", "7"):
+                return True
+        return False
 
-    def hup_taken():  # blocked: held pending for later; else: delivered
+    def hup_taken():  # not left pending: taken (by the main thread) or delivered
         f = {}
         with open(f"/proc/{child}/status") as fh:
             for line in fh:
                 k, _, v = line.partition(":")
-                f[k] = int(v.split()[0], 16) if k in ("SigPnd", "ShdPnd", "SigBlk") else 0
-        bit = 1 << (signal.SIGHUP - 1)
-        pending = bool((f["SigPnd"] | f["ShdPnd"]) & bit)
-        return pending if f["SigBlk"] & bit else not pending
+                f[k] = int(v.split()[0], 16) if k in ("SigPnd", "ShdPnd") else 0
+        return not ((f["SigPnd"] | f["ShdPnd"]) & (1 << (signal.SIGHUP - 1)))
 
     def rotate_now():
-        # accepted, now waiting for the request: poll (7) or read (0)
-        wait_for(lambda: syscall() in (0, 7), what="the child waiting for the request")
+        # accepted, now waiting for the request
+        wait_for(reading, what="a thread waiting for the request")
         os.rename(log, log + ".1")
         os.kill(child, signal.SIGHUP)
         wait_for(hup_taken, what="SIGHUP taken")
