@@ -83,6 +83,7 @@ struct req {
 	 * connection *own, opened on first use (own is NULL in CGI mode). */
 	struct db *db;
 	struct db **own;
+	int held; /* holds the shared connection (conn_take) */
 
 	int authed;
 	struct user user; /* when authed: role from the database */

@@ -92,6 +92,8 @@ conn_batch(struct api *api, enum db_rc (*fn)(struct db *db, void *arg), void *ar
 	struct conn_member me = { DB_OK, 0, NULL };
 	enum db_rc rc;
 
+	if (api->batch_open && !db_in_transaction(api->db))
+		batch_end(api, DB_ERROR); /* ended under its members: they fail */
 	if (!api->batch_open) {
 		if ((rc = db_begin(api->db)) != DB_OK)
 			return rc;

@@ -186,6 +186,7 @@ password_ok(struct req *r, const char *pass, const char *hash)
 	else
 		pw_dummy_verify(pass);
 	conn_take(r->api);
+	conn_settle(r->api); /* a batch opened meanwhile: commit it first */
 	return ok;
 }
 
@@ -199,7 +200,7 @@ hauth_login(struct req *r)
 	int64_t fails = 0, oldest = -1, now;
 	enum db_rc rc;
 	char *tok = NULL;
-	int ok;
+	int ok, admitted;
 
 	if ((name = need_string(r, "username", &nlen)) == NULL ||
 	    (pass = need_string(r, "password", &plen)) == NULL)
@@ -210,13 +211,15 @@ hauth_login(struct req *r)
 		resp_error(r, 401, "wrong username or password");
 		return;
 	}
-	rc = users_failures(r->db, name, LOGIN_WINDOW_S, &fails, &oldest);
+	/* counted before the password is checked (users.h says why) */
+	rc = users_login_attempt(
+	    r->db, name, LOGIN_WINDOW_S, LOGIN_MAX_FAILURES, &admitted, &fails, &oldest);
 	if (rc != DB_OK) {
 		resp_db(r, rc, "user");
 		return;
 	}
 	now = util_now_ms();
-	if (fails >= LOGIN_MAX_FAILURES) {
+	if (!admitted) {
 		int64_t wait_ms = oldest + LOGIN_WINDOW_S * 1000LL - now;
 		int64_t wait_s = wait_ms > 0 ? (wait_ms + 999) / 1000 : 1;
 		resp_header(r, "Retry-After", "%lld", (long long)wait_s);
@@ -232,18 +235,13 @@ hauth_login(struct req *r)
 	} else {
 		ok = password_ok(r, pass, u.password_hash);
 	}
-	if (!ok) {
+	if (!ok) { /* the attempt stays counted as a failure */
 		users_clear(&u);
-		rc = users_record_failure(r->db, name);
-		if (rc != DB_OK) {
-			resp_db(r, rc, "user");
-			return;
-		}
 		log_info("login failed for %s", name);
 		resp_error(r, 401, "wrong username or password");
 		return;
 	}
-	if (fails > 0 && (rc = users_clear_failures(r->db, name)) != DB_OK)
+	if ((rc = users_clear_failures(r->db, name)) != DB_OK)
 		log_warnx("clearing failed logins of %s: rc=%d", name, (int)rc);
 	tok = tok_sign(api->conf.secret, api->secret_len, u.username, users_role_name(u.role),
 	    now / 1000, api->conf.token_ttl);

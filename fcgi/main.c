@@ -12,9 +12,13 @@
  * on threads that share them (conn.h: one thread uses the connection at a
  * time, and concurrent enqueues share a transaction).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -147,11 +151,53 @@ api_close(struct api *api)
  * the web server keeps the connection. The request's listening socket is
  * -1: when libfcgi drops a connection it could not read a request from,
  * its own accept fails at once (EBADF) instead of taking over. */
+#define MAX_WEB_SERVER_ADDRS 32
+
 struct server {
 	struct api *api;
 	int listen_fd;
 	int stop_fd;
+	int tcp; /* the listening socket is TCP (else a unix socket) */
+	/* FCGI_WEB_SERVER_ADDRS, as libfcgi's own accept honoured it: TCP
+	 * connections from other IPv4 addresses are closed (none: any) */
+	struct in_addr allowed[MAX_WEB_SERVER_ADDRS];
+	int nallowed;
 };
+
+/* Reads FCGI_WEB_SERVER_ADDRS ("a.b.c.d,e.f.g.h") into s. */
+static void
+web_server_addrs(struct server *s)
+{
+	const char *v = getenv("FCGI_WEB_SERVER_ADDRS");
+	char *copy, *tok, *save = NULL;
+
+	if (v == NULL || *v == '\0')
+		return;
+	copy = xstrdup(v);
+	for (tok = strtok_r(copy, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
+		if (s->nallowed == MAX_WEB_SERVER_ADDRS ||
+		    inet_pton(AF_INET, tok, &s->allowed[s->nallowed]) != 1)
+			fatalx(
+			    "FCGI_WEB_SERVER_ADDRS: %s is not an IPv4 address (or too many)", tok);
+		s->nallowed++;
+	}
+	free(copy);
+}
+
+static int
+allowed_peer(const struct server *s, const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+	if (!s->tcp || s->nallowed == 0)
+		return 1;
+	if (ss->ss_family != AF_INET)
+		return 0;
+	for (int i = 0; i < s->nallowed; i++)
+		if (s->allowed[i].s_addr == in->sin_addr.s_addr)
+			return 1;
+	return 0;
+}
 
 /* This thread's wait for a connection: an epoll set with the listening
  * socket (EPOLLEXCLUSIVE: a connection wakes one waiting thread, not all
@@ -184,7 +230,18 @@ accept_one(const struct server *s, int ep)
 		for (int i = 0; i < n; i++)
 			if (ev[i].data.fd == s->stop_fd)
 				return -1;
-		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		int fd = accept4(s->listen_fd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
+		if (fd >= 0 && !allowed_peer(s, &peer)) {
+			log_warnx("connection from an address not in FCGI_WEB_SERVER_ADDRS closed");
+			close(fd);
+			continue;
+		}
+		if (fd >= 0 && s->tcp) { /* the answer goes out in one piece anyway */
+			int one = 1;
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
 		if (fd >= 0)
 			return fd;
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
@@ -192,6 +249,25 @@ accept_one(const struct server *s, int ep)
 			continue;
 		log_warn("accept");
 		sleep_ms(10); /* EMFILE and the like: do not spin */
+	}
+}
+
+/* Waits until the web server sends on a connection it kept, or stop_fd.
+ * Returns 1 when there is something to read, 0 when stopping. */
+static int
+kept_ready(const struct server *s, int fd)
+{
+	for (;;) {
+		struct pollfd p[2] = { { fd, POLLIN, 0 }, { s->stop_fd, POLLIN, 0 } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_warn("poll");
+			return 0;
+		}
+		if (p[1].revents)
+			return 0;
+		return 1; /* data, or the web server's close: libfcgi sees which */
 	}
 }
 
@@ -208,12 +284,14 @@ serve_thread(void *arg)
 	if (FCGX_InitRequest(&fr, -1, 0) != 0)
 		fatalx("FCGX_InitRequest failed");
 	for (;;) {
-		if (fr.ipcFd < 0) { /* else the web server kept the connection */
+		if (fr.ipcFd < 0) {
 			int fd = accept_one(s, ep);
 			if (fd < 0)
 				break;
 			fr.ipcFd = fd;
 			fr.keepConnection = 1;
+		} else if (!kept_ready(s, fr.ipcFd)) { /* the web server kept it */
+			break; /* stopping: FCGX_Free closes it */
 		}
 		if (FCGX_Accept_r(&fr) < 0)
 			continue; /* closed, or no request on it: libfcgi closed it */
@@ -244,12 +322,15 @@ serve_thread(void *arg)
 
 /* Serves on listen_fd with conf.api_threads request threads until SIGTERM
  * or SIGINT; the main thread takes the signals (SIGHUP: reopen the log).
- * A stop lets every request in hand finish; a thread still waiting on a
- * connection the web server keeps open after STOP_GRACE_MS is left. */
-static void
+ * A stop lets every request in hand finish. Returns 0, or the number of
+ * threads still in a request after STOP_GRACE_MS (a client that stopped
+ * sending its body): the caller then leaves with _exit. */
+static int
 serve(struct api *api, int listen_fd)
 {
-	struct server s = { api, listen_fd, -1 };
+	struct server s = { .api = api, .listen_fd = listen_fd, .stop_fd = -1 };
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
 	int n = api->conf.api_threads, started = 0, fl;
 	pthread_t *tids = xcalloc((size_t)n, sizeof(*tids));
 	sigset_t sigs;
@@ -265,6 +346,9 @@ serve(struct api *api, int listen_fd)
 		fatal("fcntl O_NONBLOCK on the listening socket");
 	if ((s.stop_fd = eventfd(0, EFD_CLOEXEC)) == -1)
 		fatal("eventfd");
+	if (getsockname(listen_fd, (struct sockaddr *)&ss, &sslen) == 0)
+		s.tcp = ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
+	web_server_addrs(&s);
 	api->long_lived = 1;
 	api_open(api);
 	for (int i = 0; i < n; i++) {
@@ -304,12 +388,13 @@ serve(struct api *api, int listen_fd)
 	}
 	free(tids);
 	log_info("stopping after %lld request(s)", (long long)atomic_load(&api->requests));
-	if (left > 0) { /* blocked on kept connections: not ours to wait for */
-		log_warnx("%d request thread(s) did not stop", left);
-		exit(0);
+	if (left > 0) {
+		log_warnx("%d request thread(s) still in a request: leaving them", left);
+		return left;
 	}
 	close(s.stop_fd);
 	api_close(api);
+	return 0;
 }
 
 /* Plain CGI: one request on stdin/stdout. */
@@ -337,7 +422,8 @@ spawn_child(struct api *api, int fd)
 		return -1;
 	}
 	if (pid == 0) {
-		serve(api, fd);
+		if (serve(api, fd) != 0)
+			_exit(0); /* threads still run: no exit handlers under them */
 		conf_free(&api->conf);
 		exit(0);
 	}
@@ -556,8 +642,11 @@ main(int argc, char **argv)
 		fatalx("FCGX_Init failed");
 	if (children > 1)
 		rc = prefork(&api, fd, children);
-	else
-		serve(&api, fd);
+	else if (serve(&api, fd) != 0) {
+		if (sock_path && unlink(sock_path) != 0)
+			log_warn("unlink %s", sock_path);
+		_exit(0); /* threads still run: no exit handlers under them */
+	}
 	if (sock_path && unlink(sock_path) != 0)
 		log_warn("unlink %s", sock_path);
 out:

@@ -168,18 +168,18 @@ own_db(struct req *r)
 	return *r->own;
 }
 
-/* Reads, types and parses the body of a ROUTE_BODY route. Returns 0, or -1
- * after an error response. */
+/* Types and parses the body of a ROUTE_BODY route, read earlier (st: what
+ * req_read_body returned, 0 or 413). Returns 0, or -1 after an error
+ * response. */
 static int
-read_json(struct req *r)
+parse_json(struct req *r, int st)
 {
 	size_t max = (size_t)r->api->conf.max_body;
 	char err[128] = "";
-	int ok = 0, st;
+	int ok = 0;
 
 	if (!req_is_json(r)) {
 		const char *ct = req_env(r, "CONTENT_TYPE");
-		req_drain(r);
 		if (ct == NULL || *ct == '\0')
 			if (req_content_length(r) == 0) {
 				resp_error(r, 422, "a JSON body is required");
@@ -188,7 +188,6 @@ read_json(struct req *r)
 		resp_error(r, 415, "the body must be application/json");
 		return -1;
 	}
-	st = req_read_body(r, max);
 	if (st != 0) {
 		resp_error(r, st, "request body larger than %zu bytes", max);
 		return -1;
@@ -205,13 +204,38 @@ read_json(struct req *r)
 	return 0;
 }
 
+/* Takes the shared connection for rt (committing an open enqueue batch
+ * unless rt joins it) and opens the database if need be. Returns 0, or -1
+ * after a 503. */
+static int
+take_shared(struct req *r, const struct route *rt)
+{
+	conn_take(r->api);
+	r->held = 1;
+	if (!(rt->flags & ROUTE_BATCH))
+		conn_settle(r->api);
+	if (!(rt->flags & ROUTE_NODB) && route_db_ensure(r->api) != 0) {
+		resp_error(r, 503, "database unavailable");
+		return -1;
+	}
+	r->db = r->api->db;
+	return 0;
+}
+
+/*
+ * Everything that waits on the client (the body) or reads (the token's
+ * user) happens before the shared connection is taken, on the thread's
+ * own read connection: a slow body must not hold the connection, which
+ * may hold an open batch and with it SQLite's write lock for every
+ * process. A read-only route never takes it.
+ */
 void
 route_dispatch(struct req *r)
 {
 	const struct route *rt;
 	char meth[24];
 	int64_t cl;
-	int held = 0;
+	int body_st = 0;
 
 	rt = find(r);
 	if (rt == NULL) {
@@ -225,46 +249,35 @@ route_dispatch(struct req *r)
 		resp_error(r, 413, "request body larger than %d bytes", r->api->conf.max_body);
 		goto out;
 	}
-	if ((rt->flags & ROUTE_READ) && r->own != NULL)
+	if ((rt->flags & ROUTE_BODY) && req_is_json(r))
+		body_st = req_read_body(r, (size_t)r->api->conf.max_body);
+	else
+		req_drain(r);
+	if (r->own != NULL && !(rt->flags & ROUTE_NODB))
 		r->db = own_db(r);
-	if (r->db == NULL) {
-		conn_take(r->api);
-		held = 1;
-		if (!(rt->flags & ROUTE_BATCH))
-			conn_settle(r->api);
-		if (!(rt->flags & ROUTE_NODB) && route_db_ensure(r->api) != 0) {
-			req_drain(r);
-			resp_error(r, 503, "database unavailable");
-			goto out;
-		}
-		r->db = r->api->db;
-	}
+	if (r->db == NULL && take_shared(r, rt) != 0) /* CGI, or no database yet */
+		goto out;
 	if ((rt->flags & ROUTE_READ) && db_read_scope(r->db) == DB_OK)
 		r->scoped = 1;
 	else if (rt->flags & ROUTE_READ) /* each step reads on its own */
 		log_warnx("%s %s: no read scope: %s", rt->method, rt->pattern, db_errmsg(r->db));
 	if (rt->min_role != ROUTE_PUBLIC) {
-		if (hauth_authenticate(r) != 0) {
-			req_drain(r);
+		if (hauth_authenticate(r) != 0)
 			goto out;
-		}
 		if ((int)r->user.role < rt->min_role) {
-			req_drain(r);
 			resp_error(
 			    r, 403, "role %s may not do this", users_role_name(r->user.role));
 			goto out;
 		}
 	}
-	if (rt->flags & ROUTE_BODY) {
-		if (read_json(r) != 0)
-			goto out;
-	} else {
-		req_drain(r);
-	}
+	if ((rt->flags & ROUTE_BODY) && parse_json(r, body_st) != 0)
+		goto out;
 	if (!r->query_ok) {
 		resp_error(r, 422, "malformed query string");
 		goto out;
 	}
+	if (!(rt->flags & ROUTE_READ) && !r->held && take_shared(r, rt) != 0)
+		goto out;
 	rt->fn(r);
 	if (!r->responded) {
 		log_warnx("%s %s: handler gave no response", rt->method, rt->pattern);
@@ -274,8 +287,9 @@ out:
 	if (r->scoped) /* normally resp_send ended it */
 		db_read_scope_end(r->db);
 	r->scoped = 0;
-	if (held)
+	if (r->held)
 		conn_give(r->api);
+	r->held = 0;
 	log_escape(r->method, strlen(r->method), meth, sizeof(meth));
 	log_debug("%s %s -> %d (%lld ms)%s%s", meth, rt ? rt->pattern : "(no route)", r->status,
 	    (long long)(util_mono_ms() - r->t0), r->authed ? " user=" : "",

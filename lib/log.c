@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@
 static const char *log_prog = "etl";
 static enum log_level log_lvl = LOG_LEVEL_INFO;
 static char *log_path;
-static int log_fd = 2;
+static atomic_int log_fd = 2; /* set once by the first log_reopen, read by any thread */
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -48,11 +49,11 @@ log_reopen(void)
 	}
 	/* dup3 swaps the file under the same descriptor at once: another
 	 * thread (lib/ckpt.c) may be writing a line meanwhile. */
-	if (log_fd == 2) {
-		log_fd = fd;
+	if (atomic_load(&log_fd) == 2) {
+		atomic_store(&log_fd, fd);
 		return 0;
 	}
-	if (dup3(fd, log_fd, O_CLOEXEC) == -1) {
+	if (dup3(fd, atomic_load(&log_fd), O_CLOEXEC) == -1) {
 		close(fd);
 		return -1;
 	}
@@ -111,7 +112,7 @@ log_emit(enum log_level lvl, const char *err, const char *fmt, va_list ap)
 	}
 	line[n++] = '\n';
 	/* One write per line, so lines of several processes never interleave. */
-	if (write(log_fd, line, (size_t)n) < 0) {
+	if (write(atomic_load(&log_fd), line, (size_t)n) < 0) {
 		/* nowhere left to report it */
 	}
 	errno = saved;

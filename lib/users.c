@@ -212,7 +212,8 @@ users_failures(
 }
 
 enum db_rc
-users_record_failure(struct db *db, const char *username)
+users_login_attempt(struct db *db, const char *username, int window_s, int max, int *admitted,
+    int64_t *count, int64_t *oldest_ms)
 {
 	static const char q_ins[] = "INSERT INTO login_failures (username, ts) VALUES (?, ?)";
 	/* Old rows are trimmed as we go: the table stays small. */
@@ -221,8 +222,15 @@ users_record_failure(struct db *db, const char *username)
 	enum db_rc rc;
 	int64_t now = util_now_ms();
 
+	*admitted = 0;
 	if ((rc = db_begin(db)) != DB_OK)
 		return rc;
+	if ((rc = users_failures(db, username, window_s, count, oldest_ms)) != DB_OK)
+		goto fail;
+	if (*count >= max) {
+		db_rollback(db);
+		return DB_OK;
+	}
 	if ((st = db_stmt(db, q_ins)) == NULL) {
 		rc = DB_ERROR;
 		goto fail;
@@ -238,7 +246,9 @@ users_record_failure(struct db *db, const char *username)
 	sqlite3_bind_int64(st, 1, now - 86400 * 1000LL);
 	if ((rc = db_exec_stmt(db, st)) != DB_OK)
 		goto fail;
-	return db_commit(db);
+	if ((rc = db_commit(db)) == DB_OK)
+		*admitted = 1;
+	return rc;
 fail:
 	db_rollback(db);
 	return rc;

@@ -39,7 +39,17 @@ enum db_rc users_count_admins(struct db *db, int64_t *n);
 /* Failed logins of username since now - window_s. */
 enum db_rc users_failures(
     struct db *db, const char *username, int window_s, int64_t *count, int64_t *oldest_ms);
-enum db_rc users_record_failure(struct db *db, const char *username);
+/*
+ * A login attempt for username, counted before its password is checked,
+ * in one write transaction: when fewer than max failures are recorded
+ * since now - window_s, records this attempt as one (*admitted = 1; a
+ * successful login then clears them, users_clear_failures); else records
+ * nothing (*admitted = 0). Either way *count and *oldest_ms describe the
+ * failures found. Counting first is what keeps the limit when guesses run
+ * in parallel (threads, processes): each sees the ones before it.
+ */
+enum db_rc users_login_attempt(struct db *db, const char *username, int window_s, int max,
+    int *admitted, int64_t *count, int64_t *oldest_ms);
 enum db_rc users_clear_failures(struct db *db, const char *username);
 
 #endif

@@ -4,8 +4,12 @@ params, and only after the commit; a member that fails (an unknown or
 inactive sistema) changes nothing and harms no other member; a raced
 Idempotency-Key still makes one job; reads run beside the writes."""
 import json
+import os
 import re
+import socket
+import struct
 import threading
+import time
 
 import pytest
 
@@ -119,3 +123,166 @@ def test_reads_beside_writes_see_only_committed_jobs(one):
     assert not errs, errs[:3]
     present = {r[0] for r in env.sql("SELECT id FROM jobs")}
     assert seen and seen <= present
+
+
+def slow_body_request(port, token, sent):
+    """A POST /api/execute whose body stops after its first bytes: returns
+    the socket (the rest is sent by the caller)."""
+    from harness_web import FCGI_BEGIN, FCGI_PARAMS, FCGI_STDIN, _nv, _rec
+    body = b'{"sistemas": ["amplis"]}'
+    params = {"REQUEST_METHOD": "POST", "REQUEST_URI": "/api/execute", "QUERY_STRING": "",
+              "SCRIPT_NAME": "/api/execute", "SERVER_PROTOCOL": "HTTP/1.1",
+              "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json"}
+    if token:
+        params["HTTP_AUTHORIZATION"] = "Bearer " + token
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    msg = _rec(FCGI_BEGIN, 1, struct.pack(">HB5x", 1, 0))
+    msg += _rec(FCGI_PARAMS, 1, b"".join(_nv(k, v) for k, v in params.items()))
+    msg += _rec(FCGI_PARAMS, 1, b"") + _rec(FCGI_STDIN, 1, body[:sent])
+    s.sendall(msg)
+    return s, _rec(FCGI_STDIN, 1, body[sent:]) + _rec(FCGI_STDIN, 1, b"")
+
+
+@pytest.mark.parametrize("token", ["operator", None])
+def test_a_slow_body_holds_nothing(one, token):
+    """A client that sends 3 bytes of its body and stops (with a token or
+    without one) holds neither the connection nor SQLite's write lock:
+    other enqueues are answered, and another process can write."""
+    import sqlite3
+    env, port, tokens = one
+    s, rest = slow_body_request(port, tokens[token] if token else None, 3)
+    try:
+        time.sleep(0.3)  # a request thread is now reading that body
+
+        def client(i):
+            c = Fcgi(("127.0.0.1", port))
+            c.token = tokens["operator"]
+            for _ in range(5):
+                st, _, js, _ = c.post("/api/execute", {"sistemas": ["maps"]}, timeout=5)
+                assert st == 202, (st, js)
+        t0 = time.monotonic()
+        run_threads(6, client)
+        assert time.monotonic() - t0 < 5
+        con = sqlite3.connect(env.db, timeout=1.0)  # another process's write
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("UPDATE sistemas SET descricao = descricao WHERE id = 'maps'")
+            con.commit()
+        finally:
+            con.close()
+        s.sendall(rest)
+        head = s.recv(65536)
+        assert b"Status: 202" in head or b"Status: 401" in head, head[:200]
+    finally:
+        s.close()
+
+
+def test_logins_beside_a_batch_load_answer_401_not_500(one):
+    """A login checks its password without the connection, and takes it
+    back when enqueues may have opened a batch meanwhile."""
+    env, port, tokens = one
+    stop = threading.Event()
+
+    def load():
+        c = Fcgi(("127.0.0.1", port))
+        c.token = tokens["operator"]
+        while not stop.is_set():
+            c.post("/api/execute", {"sistemas": ["amplis"]})
+
+    ls = [threading.Thread(target=load) for _ in range(6)]
+    for t in ls:
+        t.start()
+    try:
+        codes = []
+        for i in range(4):  # under the failure limit: each is checked
+            c = Fcgi(("127.0.0.1", port))
+            st, _, js, _ = c.post("/api/auth/login", {"username": "view", "password": "nope-%d" % i})
+            codes.append(st)
+        c = Fcgi(("127.0.0.1", port))
+        c.login("view", "view-pass-1")  # clears them
+    finally:
+        stop.set()
+        for t in ls:
+            t.join(30)
+    assert codes == [401] * 4, codes
+
+
+def test_parallel_wrong_guesses_keep_the_limit(one):
+    """Guesses for one user in parallel: no more than the limit (5) are
+    checked in the window, whatever the number of threads."""
+    env, port, tokens = one
+    env.sql("DELETE FROM login_failures")
+
+    def guess(i):
+        c = Fcgi(("127.0.0.1", port))
+        st, _, js, _ = c.post("/api/auth/login", {"username": "oper", "password": "wrong-%d" % i})
+        assert st in (401, 429), (st, js)
+        return st
+
+    codes = run_threads(24, guess)
+    assert codes.count(401) == 5 and codes.count(429) == 19, sorted(codes)
+    env.sql("DELETE FROM login_failures")
+
+
+def test_stop_closes_a_kept_connection():
+    """A connection the web server keeps open (FCGI_KEEP_CONN) between
+    requests does not hold up a stop: SIGTERM ends the process at once and
+    closes it."""
+    import signal
+    from harness_web import FCGI_BEGIN, FCGI_END, FCGI_PARAMS, FCGI_STDIN, _nv, _rec
+    env = make_env(ETL_API_THREADS="2")
+    try:
+        port = free_port()
+        p = env.start([binary("etl-api"), "-p", f"127.0.0.1:{port}"], "etl-api")
+        c = Fcgi(("127.0.0.1", port))
+        wait_for(lambda: c.get("/api/health")[0] == 200, what="etl-api")
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        params = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/api/health", "QUERY_STRING": "",
+                  "SCRIPT_NAME": "/api/health", "SERVER_PROTOCOL": "HTTP/1.1"}
+        msg = _rec(FCGI_BEGIN, 1, struct.pack(">HB5x", 1, 1))  # flags: keep the connection
+        msg += _rec(FCGI_PARAMS, 1, b"".join(_nv(k, v) for k, v in params.items()))
+        msg += _rec(FCGI_PARAMS, 1, b"") + _rec(FCGI_STDIN, 1, b"")
+        s.sendall(msg)
+        got = b""
+        while True:  # read up to the end of the request; the connection stays
+            got += s.recv(65536)
+            i = 0
+            ends = False
+            while i + 8 <= len(got):
+                _, t, _, clen, plen = struct.unpack(">BBHHBx", got[i:i + 8])
+                ends = ends or t == FCGI_END
+                i += 8 + clen + plen
+            if ends:
+                break
+        assert b"Status: 200" in got
+        t0 = time.monotonic()
+        os.kill(p.pid, signal.SIGTERM)
+        assert s.recv(65536) == b""  # closed by the stop
+        wait_for(lambda: not p.alive(), timeout=5, what="etl-api stopped")
+        assert time.monotonic() - t0 < 3
+        s.close()
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("addrs,served", [("10.9.9.9", False), ("10.9.9.9,127.0.0.1", True)])
+def test_web_server_addrs_are_honoured(addrs, served):
+    """FCGI_WEB_SERVER_ADDRS, as libfcgi's own accept had it: TCP
+    connections from other addresses are closed unanswered."""
+    env = make_env()
+    try:
+        port = free_port()
+        env.start([binary("etl-api"), "-p", f"127.0.0.1:{port}"], "etl-api",
+                  env={"FCGI_WEB_SERVER_ADDRS": addrs})
+        c = Fcgi(("127.0.0.1", port))
+        wait_for(lambda: os.path.exists(env.db), what="etl-api started")
+        if served:
+            wait_for(lambda: c.get("/api/health")[0] == 200, what="etl-api")
+        else:
+            time.sleep(0.5)
+            with pytest.raises((ConnectionError, OSError)):
+                c.get("/api/health", timeout=5)
+            wait_for(lambda: "FCGI_WEB_SERVER_ADDRS" in open(env.path("etl-api.log")).read(),
+                     what="the refusal logged")
+    finally:
+        env.close()

@@ -74,9 +74,18 @@ static void
 failed_logins_window(void **state)
 {
 	int64_t n, oldest;
+	int admitted;
 	(void)state;
-	for (int i = 0; i < 5; i++)
-		assert_int_equal(users_record_failure(db, "bob"), DB_OK);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(
+		    users_login_attempt(db, "bob", 900, 5, &admitted, &n, &oldest), DB_OK);
+		assert_true(admitted);
+		assert_int_equal(n, i); /* the ones before it */
+	}
+	/* the sixth is turned away, and not counted */
+	assert_int_equal(users_login_attempt(db, "bob", 900, 5, &admitted, &n, &oldest), DB_OK);
+	assert_false(admitted);
+	assert_int_equal(n, 5);
 	assert_int_equal(users_failures(db, "bob", 900, &n, &oldest), DB_OK);
 	assert_int_equal(n, 5);
 	assert_true(oldest > 0);
