@@ -3,6 +3,7 @@
  * it) and utf8_valid/utf8_sanitize (everything we emit goes through them).
  * Input: one flags byte (bits 0-1: max_depth 1, 4, 8 or JS_MAX_DEPTH; bits
  * 2-3: the sanitize limit 0, 7, 64 or unlimited), then the bytes.
+ * Also js_text_is, against json_check.h's grammar.
  * Invariants: a parsed value never came from text with a NUL or invalid
  * UTF-8; what js_dump writes of it parses again to an equal value;
  * utf8_sanitize's output is valid UTF-8, free of control bytes, within its
@@ -54,6 +55,28 @@ check_sanitize(const char *s, size_t len, size_t max_out)
 	buf_free(&b);
 }
 
+/* js_text_is (the list's check of stored JSON) against the independent
+ * grammar of json_check.h: what that accepts as an array or an object
+ * (it stops at 256 levels, js_text_is at 1000), js_text_is accepts too;
+ * what js_text_is accepts holds no NUL byte. */
+static void
+check_text_is(const char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	for (int w = 0; w < 2; w++) {
+		char want = w ? '{' : '[';
+		int ours = js_text_is(s, len, want);
+		if (i < len && s[i] == want && json_strict_valid(s, len))
+			FUZZ_CHECK(ours, "js_text_is refused valid JSON (%c)", want);
+		if (ours)
+			FUZZ_CHECK(memchr(s, '\0', len) == NULL && i < len && s[i] == want,
+			    "js_text_is took a NUL byte or the wrong kind (%c)", want);
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -90,6 +113,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(dump);
 	}
 	json_object_put(o);
+	check_text_is(s, len);
 	check_sanitize(s, len, limits[(data[0] >> 2) & 3]);
 	return 0;
 }
