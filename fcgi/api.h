@@ -29,15 +29,17 @@ struct conn_member;
 
 /* One etl-api process: made once (after fork), used by every request of
  * its threads. conf, secret_len, long_lived and started_ms are read-only
- * once serving; db, pub and wake are used only by the thread holding the
- * connection (conn.h), which also guards the batch fields. */
+ * once serving; db and wake are used only by the thread holding the
+ * connection (conn.h), which also guards the batch fields; pub only under
+ * pub_mu, after the connection is given back (Redis may be slow). */
 struct api {
 	struct conf conf;
 	size_t secret_len;
 	struct db *db; /* NULL until opened; reopened lazily when it failed */
 	int long_lived; /* FastCGI, not CGI: run the WAL checkpointer */
 	struct ckpt *ckpt; /* lib/ckpt.h, beside db; NULL in CGI mode */
-	struct pub *pub;
+	struct pub *pub; /* used under pub_mu only (h_misc.c), not the connection */
+	pthread_mutex_t pub_mu;
 	struct wake_sender *wake; /* to the workers' wake-up sockets (wake.h) */
 	int64_t started_ms;
 	atomic_llong requests; /* served by this process */
@@ -93,6 +95,8 @@ struct req {
 	struct json_object *json; /* parsed body (routes that take one) */
 
 	int scoped; /* in a read scope (db_read_scope): resp_send ends it */
+	char **events; /* to publish once the request is answered (hmisc_event) */
+	size_t nevents;
 	struct buf xhdr; /* extra response headers, "Name: value\r\n" each */
 	int responded;
 	int status;

@@ -24,6 +24,7 @@ void
 conn_init(struct api *api)
 {
 	if (pthread_mutex_init(&api->mu, NULL) != 0 ||
+	    pthread_mutex_init(&api->pub_mu, NULL) != 0 ||
 	    pthread_cond_init(&api->batch_done, NULL) != 0)
 		fatalx("conn: cannot make a mutex");
 	atomic_init(&api->waiting, 0);
@@ -33,6 +34,7 @@ void
 conn_destroy(struct api *api)
 {
 	pthread_cond_destroy(&api->batch_done);
+	pthread_mutex_destroy(&api->pub_mu);
 	pthread_mutex_destroy(&api->mu);
 }
 

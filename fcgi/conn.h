@@ -1,7 +1,8 @@
 /*
- * conn: an etl-api process's one database connection, with its Redis
- * publisher and wake-up sender, shared by the process's request threads;
- * and the enqueue batch (group commit) built on it.
+ * conn: an etl-api process's one database connection, with its wake-up
+ * sender, shared by the process's request threads; and the enqueue batch
+ * (group commit) built on it. (The Redis publisher has a lock of its own,
+ * taken after the connection is given back: h_misc.c.)
  *
  * A request holds the connection from the moment its route is known to
  * its end (conn_take, conn_give), except while it waits for its batch to

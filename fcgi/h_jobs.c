@@ -109,19 +109,19 @@ sistemas_param(struct req *r, const char **ids)
 
 /* Publishes a status event per sistema of the job, as the database has it now. */
 static void
-publish_sistemas(struct api *api, const struct job *j)
+publish_sistemas(struct req *r, const struct job *j)
 {
 	for (size_t i = 0; i < j->nsistemas; i++) {
 		struct json_object *o = NULL, *st, *pg, *msg;
-		if (sist_get_json(api->db, j->sistemas[i], &o) != DB_OK)
+		if (sist_get_json(r->db, j->sistemas[i], &o) != DB_OK)
 			continue;
 		if (json_object_object_get_ex(o, "status", &st) &&
 		    json_object_object_get_ex(o, "progresso", &pg)) {
 			const char *m = NULL;
 			if (json_object_object_get_ex(o, "mensagem", &msg) && msg != NULL)
 				m = json_object_get_string(msg);
-			hmisc_publish(api, evt_status(j->sistemas[i], json_object_get_string(st),
-			                       json_object_get_int(pg), m));
+			hmisc_event(r, evt_status(j->sistemas[i], json_object_get_string(st),
+			                   json_object_get_int(pg), m));
 		}
 		json_object_put(o);
 	}
@@ -201,11 +201,10 @@ hjobs_execute(struct req *r)
 	} else {
 		log_info(
 		    "job=%lld enqueued by %s sistemas=%d", (long long)job_id, r->user.username, n);
-		hmisc_publish(api, evt_job_status(job_id, "pending", -1));
+		hmisc_event(r, evt_job_status(job_id, "pending", -1));
 		for (int i = 0; i < n; i++)
 			if (mask & (1ULL << i))
-				hmisc_publish(api, evt_status(ids[i], "PENDING", 0, NULL));
-		hmisc_flush(api);
+				hmisc_event(r, evt_status(ids[i], "PENDING", 0, NULL));
 		wake_workers(api);
 	}
 	o = json_object_new_object();
@@ -301,9 +300,8 @@ hjobs_cancel(struct req *r)
 	switch (res) {
 	case JOBQ_CANCELLED_NOW:
 		log_info("job=%lld cancelled by %s", (long long)id, r->user.username);
-		hmisc_publish(api, evt_job_status(id, "cancelled", j.worker_slot));
-		publish_sistemas(api, &j);
-		hmisc_flush(api);
+		hmisc_event(r, evt_job_status(id, "cancelled", j.worker_slot));
+		publish_sistemas(r, &j);
 		wake_workers(api);
 		resp_json(r, 200, jobq_job_json(&j));
 		break;

@@ -5,8 +5,10 @@
  * every few seconds, so each is a handful of indexed reads.
  */
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json-c/json.h>
 
@@ -42,21 +44,57 @@ pub_ready(struct api *api, int wait_ms)
 }
 
 void
-hmisc_publish(struct api *api, char *msg)
+hmisc_event(struct req *r, char *msg)
 {
 	if (msg == NULL)
 		return;
-	pub_ready(api, flush_ms(api));
-	if (pub_publish(api->pub, msg) != 0)
-		log_debug("event dropped (redis %s)", pub_state_name(api->pub));
-	free(msg);
+	r->events = xrealloc(r->events, (r->nevents + 1) * sizeof(*r->events));
+	r->events[r->nevents++] = msg;
 }
 
-void
-hmisc_flush(struct api *api)
+/* pub_mu, waiting until deadline (mono ms) at most. Returns 0 or -1. */
+static int
+lock_pub(struct api *api, int64_t deadline)
 {
-	if (pub_flush(api->pub, flush_ms(api)) != 0)
-		log_warnx("events not delivered within %d ms", flush_ms(api));
+	struct timespec ts = util_abstime(deadline);
+
+	return pthread_mutex_timedlock(&api->pub_mu, &ts) == 0 ? 0 : -1;
+}
+
+/*
+ * After the answer and outside the connection: a Redis that does not
+ * answer (a connect that hangs, a full socket) must delay neither the
+ * other requests' use of the database nor this request past the timeout.
+ * The publisher is one per process, so threads take turns (pub_mu); a turn
+ * not had by the deadline drops the events, as a slow Redis would.
+ */
+void
+hmisc_send_events(struct req *r)
+{
+	struct api *api = r->api;
+	int64_t deadline = util_mono_ms() + flush_ms(api);
+	size_t i;
+
+	if (r->nevents == 0)
+		return;
+	if (lock_pub(api, deadline) != 0) {
+		log_debug("%zu event(s) dropped: another request is waiting on redis", r->nevents);
+	} else {
+		int left = (int)(deadline - util_mono_ms());
+		pub_ready(api, left > 0 ? left : 0);
+		for (i = 0; i < r->nevents; i++)
+			if (pub_publish(api->pub, r->events[i]) != 0)
+				log_debug("event dropped (redis %s)", pub_state_name(api->pub));
+		left = (int)(deadline - util_mono_ms());
+		if (pub_flush(api->pub, left > 0 ? left : 0) != 0)
+			log_warnx("events not delivered within %d ms", flush_ms(api));
+		pthread_mutex_unlock(&api->pub_mu);
+	}
+	for (i = 0; i < r->nevents; i++)
+		free(r->events[i]);
+	free(r->events);
+	r->events = NULL;
+	r->nevents = 0;
 }
 
 int
@@ -91,18 +129,28 @@ hmisc_health(struct req *r)
 	struct api *api = r->api;
 	enum worker_state ws = WORKER_ABSENT;
 	struct json_object *o;
+	const char *redis = "disabled";
 	int db_ok = 0;
 
 	if (route_db_ensure(api) == 0 && jobq_worker_state(api->db, stale_s(api), &ws) == DB_OK)
 		db_ok = 1;
-	/* a health probe must answer fast even when Redis is unreachable */
-	if (api->conf.redis_enabled)
-		pub_ready(api,
-		    flush_ms(api) < HEALTH_REDIS_WAIT_MS ? flush_ms(api) : HEALTH_REDIS_WAIT_MS);
+	/* a health probe must answer fast even when Redis is unreachable (or
+	 * another request is waiting on it: then it counts as down) */
+	if (api->conf.redis_enabled) {
+		int wait =
+		    flush_ms(api) < HEALTH_REDIS_WAIT_MS ? flush_ms(api) : HEALTH_REDIS_WAIT_MS;
+		if (lock_pub(api, util_mono_ms() + wait) == 0) {
+			pub_ready(api, wait);
+			redis = pub_state_name(api->pub);
+			pthread_mutex_unlock(&api->pub_mu);
+		} else {
+			redis = "down";
+		}
+	}
 	o = json_object_new_object();
 	json_object_object_add(o, "status", json_object_new_string(db_ok ? "ok" : "error"));
 	json_object_object_add(o, "db", json_object_new_string(db_ok ? "ok" : "down"));
-	json_object_object_add(o, "redis", json_object_new_string(pub_state_name(api->pub)));
+	json_object_object_add(o, "redis", json_object_new_string(redis));
 	json_object_object_add(o, "worker", json_object_new_string(jobq_worker_state_name(ws)));
 	json_object_object_add(o, "version", json_object_new_string(ETL_VERSION));
 	if (!db_ok)

@@ -40,10 +40,13 @@ void hsist_put(struct req *r);
 void hmisc_health(struct req *r);
 void hmisc_metrics(struct req *r);
 void hmisc_pool(struct req *r);
-/* Publishes msg (takes ownership; NULL is ignored) without waiting. */
-void hmisc_publish(struct api *api, char *msg);
-/* Lets queued events leave, waiting at most REDIS_SOCKET_TIMEOUT. */
-void hmisc_flush(struct api *api);
+/* Queues msg (takes ownership; NULL is ignored) to be published once the
+ * request is answered and the connection given back (hmisc_send_events). */
+void hmisc_event(struct req *r, char *msg);
+/* Publishes r's queued events and lets them leave, all within
+ * REDIS_SOCKET_TIMEOUT from the call (waiting for another thread's
+ * publishing included: past it they are dropped). route.c calls it. */
+void hmisc_send_events(struct req *r);
 /* Parses a query integer in [min, max] (default def when absent). Returns 0,
  * or -1 after a 422 naming the parameter. */
 int hmisc_query_int(

@@ -373,16 +373,7 @@ serve(struct api *api, int listen_fd)
 	int64_t deadline = util_mono_ms() + STOP_GRACE_MS;
 	int left = 0;
 	for (int i = 0; i < started; i++) {
-		int64_t ms = deadline - util_mono_ms();
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ms = ms < 0 ? 0 : ms;
-		ts.tv_sec += (time_t)(ms / 1000);
-		ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = util_abstime(deadline);
 		if (pthread_timedjoin_np(tids[i], NULL, &ts) != 0)
 			left++;
 	}

@@ -201,6 +201,9 @@ req_free(struct req *r)
 	users_clear(&r->user);
 	free(r->body);
 	buf_free(&r->xhdr);
+	for (size_t i = 0; i < r->nevents; i++) /* none unless a path skipped sending */
+		free(r->events[i]);
+	free(r->events);
 	memset(r, 0, sizeof(*r));
 }
 

@@ -290,6 +290,7 @@ out:
 	if (r->held)
 		conn_give(r->api);
 	r->held = 0;
+	hmisc_send_events(r); /* with the connection free: Redis may be slow */
 	log_escape(r->method, strlen(r->method), meth, sizeof(meth));
 	log_debug("%s %s -> %d (%lld ms)%s%s", meth, rt ? rt->pattern : "(no route)", r->status,
 	    (long long)(util_mono_ms() - r->t0), r->authed ? " user=" : "",

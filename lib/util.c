@@ -178,6 +178,23 @@ util_mono_ms(void)
 	return clock_ms(CLOCK_MONOTONIC);
 }
 
+struct timespec
+util_abstime(int64_t deadline_mono_ms)
+{
+	int64_t ms = deadline_mono_ms - util_mono_ms();
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = ms < 0 ? 0 : ms;
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
 void
 util_iso8601(int64_t ms, char out[UTIL_ISO_LEN])
 {

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -73,6 +74,9 @@ char *buf_steal(struct buf *b);
 int64_t util_now_ms(void);
 /* Monotonic clock in ms (CLOCK_MONOTONIC): use for timeouts and intervals. */
 int64_t util_mono_ms(void);
+/* The CLOCK_REALTIME time (what pthread's timed waits take) at which the
+ * monotonic deadline (util_mono_ms() ms) falls; now when it has passed. */
+struct timespec util_abstime(int64_t deadline_mono_ms);
 
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ" + NUL */
 #define UTIL_ISO_LEN 25

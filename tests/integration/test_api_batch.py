@@ -286,3 +286,62 @@ def test_web_server_addrs_are_honoured(addrs, served):
                      what="the refusal logged")
     finally:
         env.close()
+
+
+def test_a_hanging_redis_delays_no_other_request():
+    """Redis's connect hangs (its accept queue is full, SYNs are dropped).
+    An enqueue waits for it at most REDIS_SOCKET_TIMEOUT, after its
+    transaction and outside the shared connection: meanwhile another
+    thread's write (PUT /sistemas, which publishes nothing) is answered at
+    once, and a second enqueue is answered within its own timeout."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    fillers = []
+    for _ in range(4):  # fill the accept queue: later SYNs are dropped
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(hole.getsockname())
+        fillers.append(f)
+    time.sleep(0.2)
+    env = make_env(ETL_API_THREADS="4", REDIS_ENABLED="true", REDIS_SOCKET_TIMEOUT="4",
+                   REDIS_URL="redis://127.0.0.1:%d/0" % hole.getsockname()[1])
+    try:
+        port = free_port()
+        env.start([binary("etl-api"), "-p", f"127.0.0.1:{port}"], "etl-api")
+        c = Fcgi(("127.0.0.1", port))
+        wait_for(lambda: c.get("/api/health")[0] == 200, what="etl-api")
+        tokens = populate(c)
+        out = {}
+
+        def enqueue(name):
+            e = Fcgi(("127.0.0.1", port))
+            e.token = tokens["operator"]
+            t0 = time.monotonic()
+            out[name] = (e.post("/api/execute", {"sistemas": ["amplis"]})[0],
+                         time.monotonic() - t0)
+
+        first = threading.Thread(target=enqueue, args=("first",))
+        first.start()
+        time.sleep(0.5)  # the first is waiting on Redis now
+        second = threading.Thread(target=enqueue, args=("second",))
+        second.start()
+        a = Fcgi(("127.0.0.1", port))
+        a.token = tokens["admin"]
+        t0 = time.monotonic()
+        st, _, js, _ = a.request("PUT", "/api/sistemas/amplis",
+                                 {"nome": "AMPLIS", "descricao": "d", "ativo": True})
+        put_s = time.monotonic() - t0
+        first.join(30)
+        second.join(30)
+        assert st == 200, (st, js)
+        assert put_s < 1.5, put_s  # not behind the enqueue's wait (about 3.5 s)
+        for name in ("first", "second"):
+            code, secs = out[name]
+            assert code == 202 and secs < 4 + 1.5, (name, code, secs)
+        assert env.sql("SELECT count(*) FROM jobs")[0][0] == 2
+    finally:
+        env.close()
+        for f in fillers:
+            f.close()
+        hole.close()
