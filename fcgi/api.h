@@ -47,8 +47,9 @@ struct api {
 	pthread_mutex_t mu; /* the connection (conn.h) */
 	atomic_int waiting; /* threads about to take it */
 	pthread_cond_t batch_done;
-	int batch_open; /* a write transaction of enqueues is open */
-	struct conn_member *batch; /* its members, waiting for the commit */
+	/* the open write transaction of enqueues: its members, waiting for
+	 * the commit (NULL: none open) */
+	struct conn_member *batch;
 	int batch_size;
 };
 
@@ -80,9 +81,10 @@ struct req {
 	const char *params[REQ_MAX_SEGS]; /* the {x} segments, in order */
 	size_t nparams;
 
-	/* The connection the request uses: the shared one (api->db, taken
-	 * with conn_take), or for a ROUTE_READ route the thread's own read
-	 * connection *own, opened on first use (own is NULL in CGI mode). */
+	/* The connection the request uses: the thread's own read connection
+	 * *own (opened on first use; own is NULL in CGI mode) for the token's
+	 * user and a ROUTE_READ route's handler, else the shared one (api->db,
+	 * taken with conn_take). */
 	struct db *db;
 	struct db **own;
 	int held; /* holds the shared connection (conn_take) */
@@ -94,7 +96,6 @@ struct req {
 	size_t body_len;
 	struct json_object *json; /* parsed body (routes that take one) */
 
-	int scoped; /* in a read scope (db_read_scope): resp_send ends it */
 	char **events; /* to publish once the request is answered (hmisc_event) */
 	size_t nevents;
 	struct buf xhdr; /* extra response headers, "Name: value\r\n" each */

@@ -70,14 +70,13 @@ batch_end(struct api *api, enum db_rc rc)
 		log_debug("batch of %d committed (rc=%d)", api->batch_size, (int)rc);
 	api->batch = NULL;
 	api->batch_size = 0;
-	api->batch_open = 0;
 	pthread_cond_broadcast(&api->batch_done);
 }
 
 void
 conn_settle(struct api *api)
 {
-	if (api->batch_open)
+	if (api->batch != NULL)
 		batch_end(api, DB_OK);
 }
 
@@ -94,13 +93,12 @@ conn_batch(struct api *api, enum db_rc (*fn)(struct db *db, void *arg), void *ar
 	struct conn_member me = { DB_OK, 0, NULL };
 	enum db_rc rc;
 
-	if (api->batch_open && !db_in_transaction(api->db))
+	/* a batch is open exactly while it has members (one that fails
+	 * alone rolls it back below) */
+	if (api->batch != NULL && !db_in_transaction(api->db))
 		batch_end(api, DB_ERROR); /* ended under its members: they fail */
-	if (!api->batch_open) {
-		if ((rc = db_begin(api->db)) != DB_OK)
-			return rc;
-		api->batch_open = 1;
-	}
+	if (api->batch == NULL && (rc = db_begin(api->db)) != DB_OK)
+		return rc;
 	if ((rc = db_part_begin(api->db)) == DB_OK) {
 		rc = fn(api->db, arg);
 		enum db_rc end = db_part_end(api->db, rc == DB_OK);

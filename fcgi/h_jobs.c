@@ -163,9 +163,7 @@ hjobs_execute(struct req *r)
 	struct json_object *params = NULL, *o;
 	const char *key = NULL, *status = "pending";
 	char *params_text = NULL;
-	int64_t job_id = 0;
-	uint64_t mask = 0;
-	int n, existed = 0;
+	int n;
 	enum db_rc rc;
 
 	if ((n = sistemas_param(r, ids)) < 0)
@@ -182,9 +180,6 @@ hjobs_execute(struct req *r)
 	/* in the batch: the answer waits for the commit (conn.h) */
 	struct enqueue e = { ids, (size_t)n, params_text, r->user.username, key, 0, 0, 0, "" };
 	rc = conn_batch(api, enqueue_part, &e);
-	job_id = e.job_id;
-	existed = e.existed;
-	mask = e.mask;
 	if (rc == DB_INVALID) {
 		resp_error(r, 422, "sistema %s is unknown or inactive", e.bad);
 		goto out;
@@ -193,24 +188,24 @@ hjobs_execute(struct req *r)
 		resp_db(r, rc, "job");
 		goto out;
 	}
-	if (existed) {
+	if (e.existed) {
 		struct job j = { 0 };
-		if (jobq_get(r->db, job_id, &j) == DB_OK)
+		if (jobq_get(r->db, e.job_id, &j) == DB_OK)
 			status = jobq_status_name(j.status);
 		jobq_job_clear(&j);
 	} else {
-		log_info(
-		    "job=%lld enqueued by %s sistemas=%d", (long long)job_id, r->user.username, n);
-		hmisc_event(r, evt_job_status(job_id, "pending", -1));
+		log_info("job=%lld enqueued by %s sistemas=%d", (long long)e.job_id,
+		    r->user.username, n);
+		hmisc_event(r, evt_job_status(e.job_id, "pending", -1));
 		for (int i = 0; i < n; i++)
-			if (mask & (1ULL << i))
+			if (e.mask & (1ULL << i))
 				hmisc_event(r, evt_status(ids[i], "PENDING", 0, NULL));
 		wake_workers(api);
 	}
 	o = json_object_new_object();
-	json_object_object_add(o, "job_id", json_object_new_int64(job_id));
+	json_object_object_add(o, "job_id", json_object_new_int64(e.job_id));
 	json_object_object_add(o, "status", json_object_new_string(status));
-	resp_header(r, "Location", "%s/jobs/%lld", api->conf.api_base, (long long)job_id);
+	resp_header(r, "Location", "%s/jobs/%lld", api->conf.api_base, (long long)e.job_id);
 	resp_json(r, 202, o);
 out:
 	free(params_text);

@@ -72,11 +72,12 @@ void
 hmisc_send_events(struct req *r)
 {
 	struct api *api = r->api;
-	int64_t deadline = util_mono_ms() + flush_ms(api);
+	int64_t deadline;
 	size_t i;
 
-	if (r->nevents == 0)
+	if (r->nevents == 0) /* most requests */
 		return;
+	deadline = util_mono_ms() + flush_ms(api);
 	if (lock_pub(api, deadline) != 0) {
 		log_debug("%zu event(s) dropped: another request is waiting on redis", r->nevents);
 	} else {

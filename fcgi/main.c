@@ -233,17 +233,18 @@ accept_one(const struct server *s, int ep)
 		struct sockaddr_storage peer;
 		socklen_t plen = sizeof(peer);
 		int fd = accept4(s->listen_fd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
-		if (fd >= 0 && !allowed_peer(s, &peer)) {
-			log_warnx("connection from an address not in FCGI_WEB_SERVER_ADDRS closed");
-			close(fd);
-			continue;
-		}
-		if (fd >= 0 && s->tcp) { /* the answer goes out in one piece anyway */
+		if (fd >= 0) {
 			int one = 1;
-			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		}
-		if (fd >= 0)
+			if (!allowed_peer(s, &peer)) {
+				log_warnx("connection from an address not in "
+				          "FCGI_WEB_SERVER_ADDRS closed");
+				close(fd);
+				continue;
+			}
+			if (s->tcp) /* the answer goes out in one piece anyway */
+				(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			return fd;
+		}
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
 		    errno == ECONNABORTED || errno == EPROTO)
 			continue;
@@ -257,18 +258,15 @@ accept_one(const struct server *s, int ep)
 static int
 kept_ready(const struct server *s, int fd)
 {
-	for (;;) {
-		struct pollfd p[2] = { { fd, POLLIN, 0 }, { s->stop_fd, POLLIN, 0 } };
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			log_warn("poll");
-			return 0;
-		}
-		if (p[1].revents)
-			return 0;
-		return 1; /* data, or the web server's close: libfcgi sees which */
-	}
+	struct pollfd p[2] = { { fd, POLLIN, 0 }, { s->stop_fd, POLLIN, 0 } };
+	int n;
+
+	while ((n = poll(p, 2, -1)) < 0 && errno == EINTR)
+		;
+	if (n < 0)
+		log_warn("poll");
+	/* data, or the web server's close: libfcgi sees which */
+	return n > 0 && !p[1].revents;
 }
 
 static void *
@@ -549,7 +547,7 @@ main(int argc, char **argv)
 	struct api api;
 	enum log_level lvl = LOG_LEVEL_INFO;
 	char err[512];
-	int ch, children = 1, routes = 0, fd, rc = 0;
+	int ch, children = 1, routes = 0, fd, rc = 0, left = 0;
 	int64_t n;
 
 	memset(&api, 0, sizeof(api));
@@ -633,13 +631,12 @@ main(int argc, char **argv)
 		fatalx("FCGX_Init failed");
 	if (children > 1)
 		rc = prefork(&api, fd, children);
-	else if (serve(&api, fd) != 0) {
-		if (sock_path && unlink(sock_path) != 0)
-			log_warn("unlink %s", sock_path);
-		_exit(0); /* threads still run: no exit handlers under them */
-	}
+	else
+		left = serve(&api, fd);
 	if (sock_path && unlink(sock_path) != 0)
 		log_warn("unlink %s", sock_path);
+	if (left > 0)
+		_exit(0); /* threads still run: no exit handlers under them */
 out:
 	conf_free(&api.conf);
 	conn_destroy(&api);

@@ -71,10 +71,7 @@ resp_send(struct req *r, int status, const char *ctype, const char *body, size_t
 	r->status = status;
 	/* never write while holding a snapshot: a web server that stops
 	 * reading would keep the WAL from starting over */
-	if (r->scoped) {
-		db_read_scope_end(r->db);
-		r->scoped = 0;
-	}
+	db_read_scope_end(r->db);
 	buf_printf(&h, "Status: %d %s\r\n", status, resp_status_text(status));
 	if (body != NULL && status != 204)
 		buf_printf(&h, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, len);

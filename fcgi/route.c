@@ -257,10 +257,9 @@ route_dispatch(struct req *r)
 		r->db = own_db(r);
 	if (r->db == NULL && take_shared(r, rt) != 0) /* CGI, or no database yet */
 		goto out;
-	if ((rt->flags & ROUTE_READ) && db_read_scope(r->db) == DB_OK)
-		r->scoped = 1;
-	else if (rt->flags & ROUTE_READ) /* each step reads on its own */
-		log_warnx("%s %s: no read scope: %s", rt->method, rt->pattern, db_errmsg(r->db));
+	if ((rt->flags & ROUTE_READ) && db_read_scope(r->db) != DB_OK)
+		log_warnx("%s %s: no read scope: %s", rt->method, rt->pattern,
+		    db_errmsg(r->db)); /* each step reads on its own */
 	if (rt->min_role != ROUTE_PUBLIC) {
 		if (hauth_authenticate(r) != 0)
 			goto out;
@@ -284,9 +283,7 @@ route_dispatch(struct req *r)
 		resp_error(r, 500, "internal error");
 	}
 out:
-	if (r->scoped) /* normally resp_send ended it */
-		db_read_scope_end(r->db);
-	r->scoped = 0;
+	db_read_scope_end(r->db); /* normally resp_send ended it */
 	if (r->held)
 		conn_give(r->api);
 	r->held = 0;
