@@ -46,7 +46,6 @@ struct api {
 
 	pthread_mutex_t mu; /* the connection (conn.h) */
 	atomic_int waiting; /* threads about to take it */
-	pthread_cond_t batch_done;
 	/* the open write transaction of enqueues: its members, waiting for
 	 * the commit (NULL: none open) */
 	struct conn_member *batch;

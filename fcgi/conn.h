@@ -5,9 +5,10 @@
  * taken after the connection is given back: h_misc.c.)
  *
  * A request holds the connection from the moment its route is known to
- * its end (conn_take, conn_give), except while it waits for its batch to
- * commit, and while a login hashes a password (the slow part of a login
- * must not stall the other threads).
+ * its end (conn_take, conn_give), except that an enqueue gives it back as
+ * soon as its part of the batch is in (conn_batch), and a login while it
+ * hashes a password (the slow part of a login must not stall the other
+ * threads).
  *
  * The batch: an enqueue costs one write transaction, and a transaction's
  * fixed cost (its four pages, their WAL frames, the locks, and the
@@ -15,9 +16,9 @@
  * enqueues share one: the first opens it, each runs in a savepoint of its
  * own (its failure undoes only itself), and a member leaves it open for
  * the next only when another thread is already waiting for the
- * connection; otherwise it commits, and every member gets the commit's
- * result before it answers. Nothing is acknowledged before it is
- * committed. Any other use of the connection commits an open batch first
+ * connection; otherwise it commits, wakes the workers once for the whole
+ * batch, and every member gets the commit's result before it answers.
+ * Nothing is acknowledged before it is committed. Any other use of the connection commits an open batch first
  * (conn_settle), so nothing else ever reads or writes inside it.
  */
 #ifndef ETL_CONN_H
@@ -40,11 +41,12 @@ void conn_settle(struct api *api);
 
 /*
  * Runs fn(api->db, arg) as a member of the batch (opening one when none is
- * open), holding the connection. Returns fn's error when fn failed (its
- * part undone, the rest of the batch unharmed); else the commit's result,
- * once the batch is committed: DB_OK means fn's changes are durable as
- * far as SQLite's synchronous=NORMAL makes any commit. The connection is
- * held again on return.
+ * open), holding the connection, and gives the connection back. Returns
+ * fn's error when fn failed (its part undone, the rest of the batch
+ * unharmed); else the commit's result, once the batch is committed: DB_OK
+ * means fn's changes are durable as far as SQLite's synchronous=NORMAL
+ * makes any commit, and the workers were woken. A member that waits for
+ * the commit waits without the connection.
  */
 enum db_rc conn_batch(struct api *api, enum db_rc (*fn)(struct db *db, void *arg), void *arg);
 

@@ -142,6 +142,7 @@ struct enqueue {
 	const char *params, *by, *key;
 	int64_t job_id;
 	int existed;
+	const char *status; /* "pending", or the existing job's */
 	uint64_t mask;
 	char bad[65];
 };
@@ -150,9 +151,16 @@ static enum db_rc
 enqueue_part(struct db *db, void *arg)
 {
 	struct enqueue *e = arg;
-
-	return jobq_enqueue_in(
+	enum db_rc rc = jobq_enqueue_in(
 	    db, e->ids, e->n, e->params, e->by, e->key, &e->job_id, &e->existed, &e->mask, e->bad);
+
+	if (rc == DB_OK && e->existed) {
+		struct job j = { 0 };
+		if (jobq_get(db, e->job_id, &j) == DB_OK)
+			e->status = jobq_status_name(j.status);
+		jobq_job_clear(&j);
+	}
+	return rc;
 }
 
 void
@@ -161,7 +169,7 @@ hjobs_execute(struct req *r)
 	struct api *api = r->api;
 	const char *ids[JOBQ_MAX_SISTEMAS];
 	struct json_object *params = NULL, *o;
-	const char *key = NULL, *status = "pending";
+	const char *key = NULL;
 	char *params_text = NULL;
 	int n;
 	enum db_rc rc;
@@ -178,8 +186,12 @@ hjobs_execute(struct req *r)
 	if (idem_key(r, &key) != 0)
 		goto out;
 	/* in the batch: the answer waits for the commit (conn.h) */
-	struct enqueue e = { ids, (size_t)n, params_text, r->user.username, key, 0, 0, 0, "" };
+	struct enqueue e = {
+		ids, (size_t)n, params_text, r->user.username, key, 0, 0, "pending", 0, ""
+	};
 	rc = conn_batch(api, enqueue_part, &e);
+	r->held = 0; /* conn_batch gave the connection back */
+	r->db = NULL;
 	if (rc == DB_INVALID) {
 		resp_error(r, 422, "sistema %s is unknown or inactive", e.bad);
 		goto out;
@@ -188,23 +200,17 @@ hjobs_execute(struct req *r)
 		resp_db(r, rc, "job");
 		goto out;
 	}
-	if (e.existed) {
-		struct job j = { 0 };
-		if (jobq_get(r->db, e.job_id, &j) == DB_OK)
-			status = jobq_status_name(j.status);
-		jobq_job_clear(&j);
-	} else {
+	if (!e.existed) {
 		log_info("job=%lld enqueued by %s sistemas=%d", (long long)e.job_id,
 		    r->user.username, n);
 		hmisc_event(r, evt_job_status(e.job_id, "pending", -1));
 		for (int i = 0; i < n; i++)
 			if (e.mask & (1ULL << i))
 				hmisc_event(r, evt_status(ids[i], "PENDING", 0, NULL));
-		wake_workers(api);
 	}
 	o = json_object_new_object();
 	json_object_object_add(o, "job_id", json_object_new_int64(e.job_id));
-	json_object_object_add(o, "status", json_object_new_string(status));
+	json_object_object_add(o, "status", json_object_new_string(e.status));
 	resp_header(r, "Location", "%s/jobs/%lld", api->conf.api_base, (long long)e.job_id);
 	resp_json(r, 202, o);
 out:
