@@ -24,6 +24,7 @@ struct pub;
 struct json_object;
 struct route;
 struct wake_sender;
+struct tok_cache;
 
 struct conn_member;
 
@@ -87,6 +88,7 @@ struct req {
 	struct db *db;
 	struct db **own;
 	int held; /* holds the shared connection (conn_take) */
+	struct tok_cache *tokc; /* the thread's verified tokens (NULL in CGI mode) */
 
 	int authed;
 	struct user user; /* when authed: role from the database */

@@ -57,7 +57,8 @@ hauth_authenticate(struct req *r)
 		resp_error(r, 401, "malformed token");
 		return -1;
 	}
-	trc = tok_verify(api->conf.secret, api->secret_len, h, len, util_now_ms() / 1000, &c);
+	trc = tok_verify_cached(
+	    r->tokc, api->conf.secret, api->secret_len, h, len, util_now_ms() / 1000, &c);
 	switch (trc) {
 	case TOK_OK:
 		break;
@@ -72,7 +73,7 @@ hauth_authenticate(struct req *r)
 		resp_error(r, 401, "malformed token");
 		return -1;
 	}
-	rc = users_get(r->db, c.sub, &r->user);
+	rc = users_get_auth(r->db, c.sub, &r->user);
 	if (rc == DB_NOTFOUND) {
 		resp_error(r, 401, "user no longer exists");
 		return -1;
@@ -313,7 +314,7 @@ hauth_users_create(struct req *r)
 		return;
 	}
 	log_info("user %s created by %s role=%s", name, r->user.username, users_role_name(ro));
-	rc = users_get(r->db, name, &u);
+	rc = users_get_auth(r->db, name, &u);
 	if (rc != DB_OK) {
 		resp_db(r, rc, "user");
 		return;
@@ -334,7 +335,7 @@ hauth_users_delete(struct req *r)
 		resp_error(r, 422, "username must match ^[A-Za-z0-9_.-]{1,64}$");
 		return;
 	}
-	rc = users_get(r->db, name, &u);
+	rc = users_get_auth(r->db, name, &u);
 	if (rc != DB_OK) {
 		resp_db(r, rc, "user");
 		return;

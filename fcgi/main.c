@@ -277,6 +277,7 @@ serve_thread(void *arg)
 	FCGX_Request fr;
 	struct req r;
 	struct db *rdb = NULL; /* this thread's read connection (route.c) */
+	struct tok_cache *tokc = xcalloc(1, sizeof(*tokc));
 	int ep = accept_set(s);
 
 	if (FCGX_InitRequest(&fr, -1, 0) != 0)
@@ -295,6 +296,7 @@ serve_thread(void *arg)
 			continue; /* closed, or no request on it: libfcgi closed it */
 		req_init(&r, api, 0, fr.in, fr.out, fr.envp);
 		r.own = &rdb;
+		r.tokc = tokc;
 		route_dispatch(&r);
 		req_free(&r);
 		atomic_fetch_add(&api->requests, 1);
@@ -315,6 +317,7 @@ serve_thread(void *arg)
 	FCGX_Free(&fr, 1);
 	close(ep);
 	db_close(rdb);
+	free(tokc);
 	return NULL;
 }
 

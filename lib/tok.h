@@ -31,6 +31,27 @@ enum tok_rc { TOK_OK = 0, TOK_MALFORMED = -1, TOK_BAD_SIGNATURE = -2, TOK_EXPIRE
 enum tok_rc tok_verify(const char *secret, size_t secret_len, const char *token, size_t len,
     int64_t now_s, struct tok_claims *c);
 
+/*
+ * A thread's last few verified tokens: a client sends the same token with
+ * every request, and a hit costs a constant-time comparison instead of an
+ * HMAC and a JSON parse. Only valid tokens are kept, the whole token is
+ * compared (a cached signature with another payload is a miss), and the
+ * expiry is checked on every hit. A cache serves one secret (etl-api's,
+ * fixed for the process's life). Zero it to start (calloc).
+ */
+#define TOK_CACHE_N 4
+struct tok_cache {
+	struct {
+		size_t len; /* 0: empty */
+		char token[TOK_MAX_LEN];
+		struct tok_claims c;
+	} e[TOK_CACHE_N];
+	unsigned next; /* the entry replaced next */
+};
+/* tok_verify through cache (NULL: none). */
+enum tok_rc tok_verify_cached(struct tok_cache *cache, const char *secret, size_t secret_len,
+    const char *token, size_t len, int64_t now_s, struct tok_claims *c);
+
 /* base64url without padding; out must hold 4*((n+2)/3)+1 bytes. Returns the length. */
 size_t tok_b64url_encode(const unsigned char *in, size_t n, char *out);
 /* Returns decoded length, or -1 if malformed; out must hold len*3/4+3 bytes. */

@@ -43,11 +43,11 @@ users_clear(struct user *u)
 	memset(u, 0, sizeof(*u));
 }
 
-enum db_rc
-users_get(struct db *db, const char *username, struct user *out)
+/* users_get and users_get_auth: q selects username, role, created_at and,
+ * when with_hash, password_hash. */
+static enum db_rc
+get(struct db *db, const char *q, const char *username, struct user *out, int with_hash)
 {
-	static const char q[] =
-	    "SELECT username, role, password_hash, created_at FROM users WHERE username = ?";
 	sqlite3_stmt *st = db_stmt(db, q);
 	int r;
 
@@ -63,14 +63,30 @@ users_get(struct db *db, const char *username, struct user *out)
 		/* An unknown role in the table (hand edits) gets the least rights. */
 		if (role == NULL || users_role_parse(role, &out->role) == -1)
 			out->role = ROLE_VIEWER;
-		out->password_hash = db_col_strdup(st, 2);
-		const char *c = (const char *)sqlite3_column_text(st, 3);
+		const char *c = (const char *)sqlite3_column_text(st, 2);
 		out->created_ms = c ? util_parse_iso8601(c) : -1;
+		if (with_hash)
+			out->password_hash = db_col_strdup(st, 3);
 	}
 	sqlite3_reset(st);
 	if (r == SQLITE_ROW)
 		return DB_OK;
 	return r == SQLITE_DONE ? DB_NOTFOUND : db_map(r);
+}
+
+enum db_rc
+users_get(struct db *db, const char *username, struct user *out)
+{
+	return get(db,
+	    "SELECT username, role, created_at, password_hash FROM users WHERE username = ?",
+	    username, out, 1);
+}
+
+enum db_rc
+users_get_auth(struct db *db, const char *username, struct user *out)
+{
+	return get(db, "SELECT username, role, created_at FROM users WHERE username = ?", username,
+	    out, 0);
 }
 
 enum db_rc

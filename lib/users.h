@@ -26,6 +26,9 @@ void users_clear(struct user *u);
 
 /* DB_OK with *out filled, or DB_NOTFOUND. */
 enum db_rc users_get(struct db *db, const char *username, struct user *out);
+/* users_get without the password hash (NULL): what every request's token
+ * check reads. */
+enum db_rc users_get_auth(struct db *db, const char *username, struct user *out);
 /* Hashes password (pw_hash) and inserts; DB_CONFLICT if the username exists. */
 enum db_rc users_create(struct db *db, const char *username, const char *password, enum role role);
 /* DB_NOTFOUND if absent. */

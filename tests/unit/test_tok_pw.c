@@ -165,6 +165,52 @@ legacy_bcrypt(void **state)
 	assert_false(pw_verify("legacy-pass-2", h));
 }
 
+/* The cache answers as tok_verify would: a forged token is refused however
+ * often it comes and whatever is cached (a cached token's signature with
+ * another payload too), a cached token expires on time, and eviction
+ * loses nothing. */
+static void
+cached_verification(void **state)
+{
+	struct tok_cache *tc = calloc(1, sizeof(*tc));
+	struct tok_claims c;
+	char *t[TOK_CACHE_N + 2];
+	(void)state;
+
+	for (int i = 0; i < TOK_CACHE_N + 2; i++) {
+		char sub[16];
+		snprintf(sub, sizeof(sub), "user%d", i);
+		t[i] = tok_sign(secret, 32, sub, "operator", 1000 + i, 3600);
+	}
+	for (int round = 0; round < 3; round++)
+		for (int i = 0; i < TOK_CACHE_N + 2; i++) {
+			char sub[16];
+			snprintf(sub, sizeof(sub), "user%d", i);
+			assert_int_equal(
+			    tok_verify_cached(tc, secret, 32, t[i], strlen(t[i]), 2000, &c), TOK_OK);
+			assert_string_equal(c.sub, sub);
+			assert_int_equal(c.iat, 1000 + i);
+		}
+	/* a hit still expires */
+	size_t n = strlen(t[0]);
+	assert_int_equal(tok_verify_cached(tc, secret, 32, t[0], n, 1500, &c), TOK_OK);
+	assert_int_equal(tok_verify_cached(tc, secret, 32, t[0], n, 4600, &c), TOK_EXPIRED);
+	/* t[0]'s signature on t[1]'s header and payload: refused, twice */
+	const char *sig0 = strrchr(t[0], '.'), *sig1 = strrchr(t[1], '.');
+	char forged[TOK_MAX_LEN];
+	snprintf(forged, sizeof(forged), "%.*s%s", (int)(sig1 - t[1]), t[1], sig0);
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(tok_verify_cached(tc, secret, 32, forged, strlen(forged), 1500, &c),
+		    TOK_BAD_SIGNATURE);
+	/* a token one byte longer or shorter than a cached one is not a hit */
+	assert_int_equal(tok_verify_cached(tc, secret, 32, t[0], n - 1, 1500, &c), TOK_MALFORMED);
+	/* no cache: plain tok_verify */
+	assert_int_equal(tok_verify_cached(NULL, secret, 32, t[2], strlen(t[2]), 1500, &c), TOK_OK);
+	for (int i = 0; i < TOK_CACHE_N + 2; i++)
+		free(t[i]);
+	free(tc);
+}
+
 int
 main(void)
 {
@@ -174,6 +220,7 @@ main(void)
 		cmocka_unit_test(flipped_signature_byte),
 		cmocka_unit_test(verifies_tokens_signed_elsewhere),
 		cmocka_unit_test(secret_changes_are_seen),
+		cmocka_unit_test(cached_verification),
 		cmocka_unit_test(b64url),
 		cmocka_unit_test(passwords),
 		cmocka_unit_test(legacy_bcrypt),
