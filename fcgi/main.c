@@ -342,6 +342,12 @@ serve(struct api *api, int listen_fd)
 	sigaddset(&sigs, SIGHUP);
 	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0)
 		fatal("pthread_sigmask");
+	/* a SIGHUP before the block met on_hup (a child just forked when its
+	 * parent passed a rotation on): the full suite lost one so */
+	if (reopen_logs) {
+		reopen_logs = 0;
+		(void)log_reopen();
+	}
 	if ((fl = fcntl(listen_fd, F_GETFL)) == -1 ||
 	    fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) == -1)
 		fatal("fcntl O_NONBLOCK on the listening socket");
