@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "conf.h"
+#include "tok.h"
 #include "users.h"
 #include "util.h"
 
@@ -24,7 +25,6 @@ struct pub;
 struct json_object;
 struct route;
 struct wake_sender;
-struct tok_cache;
 
 struct conn_member;
 
@@ -90,8 +90,11 @@ struct req {
 	int held; /* holds the shared connection (conn_take) */
 	struct tok_cache *tokc; /* the thread's verified tokens (NULL in CGI mode) */
 
+	struct tok_claims claims; /* the verified token's (hauth_token) */
 	int authed;
 	struct user user; /* when authed: role from the database */
+	/* r->user is the token's, its account not yet read (hauth_defer_account) */
+	int account_pending;
 
 	char *body; /* NUL-terminated, body_len bytes */
 	size_t body_len;

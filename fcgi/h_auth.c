@@ -3,10 +3,12 @@
  * first admin at start. A token proves who signed in (lib/tok.h), but the
  * role and the account's existence are read from the database on every
  * request, so deleting a user or changing a role takes effect at once.
+ * (An enqueue reads them inside its write transaction: hauth_defer_account.)
  * Failed logins are counted in SQLite (lib/users.h) so the limit holds
  * across every etl-api process; the login answer is the same, and takes
  * about the same time, whether or not the user exists.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -27,13 +29,11 @@
 #define LOGIN_WINDOW_S (15 * 60)
 
 int
-hauth_authenticate(struct req *r)
+hauth_token(struct req *r)
 {
 	struct api *api = r->api;
 	const char *h = req_env(r, "HTTP_AUTHORIZATION");
-	struct tok_claims c;
 	enum tok_rc trc;
-	enum db_rc rc;
 	size_t len;
 
 	/* mod_fcgid behind a rewrite may hand it over as REDIRECT_HTTP_AUTHORIZATION */
@@ -58,10 +58,10 @@ hauth_authenticate(struct req *r)
 		return -1;
 	}
 	trc = tok_verify_cached(
-	    r->tokc, api->conf.secret, api->secret_len, h, len, util_now_ms() / 1000, &c);
+	    r->tokc, api->conf.secret, api->secret_len, h, len, util_now_ms() / 1000, &r->claims);
 	switch (trc) {
 	case TOK_OK:
-		break;
+		return 0;
 	case TOK_EXPIRED:
 		resp_error(r, 401, "token expired");
 		return -1;
@@ -73,7 +73,21 @@ hauth_authenticate(struct req *r)
 		resp_error(r, 401, "malformed token");
 		return -1;
 	}
-	rc = users_get_auth(r->db, c.sub, &r->user);
+}
+
+/* A token from before its account was (re)created names another account. */
+static int
+token_predates(const struct tok_claims *c, const struct user *u)
+{
+	return u->created_ms >= 0 && c->iat < u->created_ms / 1000;
+}
+
+int
+hauth_account(struct req *r, struct db *db, int min_role)
+{
+	enum db_rc rc = users_get_auth(db, r->claims.sub, &r->user);
+
+	r->account_pending = 0;
 	if (rc == DB_NOTFOUND) {
 		resp_error(r, 401, "user no longer exists");
 		return -1;
@@ -82,14 +96,44 @@ hauth_authenticate(struct req *r)
 		resp_db(r, rc, "user");
 		return -1;
 	}
-	/* a token from before the account was (re)created names another account */
-	if (r->user.created_ms >= 0 && c.iat < r->user.created_ms / 1000) {
+	if (token_predates(&r->claims, &r->user)) {
 		users_clear(&r->user);
 		resp_error(r, 401, "invalid token");
 		return -1;
 	}
 	r->authed = 1;
+	if ((int)r->user.role < min_role) {
+		resp_error(r, 403, "role %s may not do this", users_role_name(r->user.role));
+		return -1;
+	}
 	return 0;
+}
+
+enum db_rc
+hauth_account_holds(struct db *db, const struct tok_claims *c, int min_role)
+{
+	struct user u;
+	enum db_rc rc = users_get_auth(db, c->sub, &u);
+
+	if (rc == DB_OK && (token_predates(c, &u) || (int)u.role < min_role))
+		rc = DB_NOTFOUND;
+	users_clear(&u);
+	return rc;
+}
+
+int
+hauth_defer_account(struct req *r, int min_role)
+{
+	enum role role;
+
+	if (users_role_parse(r->claims.role, &role) != 0 || (int)role < min_role)
+		return 0; /* refused, or odd: the account decides, now */
+	snprintf(r->user.username, sizeof(r->user.username), "%s", r->claims.sub);
+	r->user.role = role;
+	r->user.created_ms = -1;
+	r->authed = 1;
+	r->account_pending = 1;
+	return 1;
 }
 
 int

@@ -20,6 +20,7 @@
 #include "js.h"
 #include "log.h"
 #include "resp.h"
+#include "route.h"
 #include "sist.h"
 #include "wake.h"
 
@@ -145,13 +146,23 @@ struct enqueue {
 	const char *status; /* "pending", or the existing job's */
 	uint64_t mask;
 	char bad[65];
+	/* the account to check first (hauth_defer_account), or NULL */
+	const struct tok_claims *claims;
+	int min_role;
+	int refused; /* by the account */
 };
 
 static enum db_rc
 enqueue_part(struct db *db, void *arg)
 {
 	struct enqueue *e = arg;
-	enum db_rc rc = jobq_enqueue_in(
+	enum db_rc rc;
+
+	if (e->claims != NULL && (rc = hauth_account_holds(db, e->claims, e->min_role)) != DB_OK) {
+		e->refused = rc == DB_NOTFOUND;
+		return rc;
+	}
+	rc = jobq_enqueue_in(
 	    db, e->ids, e->n, e->params, e->by, e->key, &e->job_id, &e->existed, &e->mask, e->bad);
 
 	if (rc == DB_OK && e->existed) {
@@ -186,12 +197,18 @@ hjobs_execute(struct req *r)
 	if (idem_key(r, &key) != 0)
 		goto out;
 	/* in the batch: the answer waits for the commit (conn.h) */
-	struct enqueue e = {
-		ids, (size_t)n, params_text, r->user.username, key, 0, 0, "pending", 0, ""
-	};
+	struct enqueue e = { ids, (size_t)n, params_text, r->user.username, key, 0, 0, "pending", 0,
+		"", r->account_pending ? &r->claims : NULL, r->route->min_role, 0 };
 	rc = conn_batch(api, enqueue_part, &e);
 	r->held = 0; /* conn_batch gave the connection back */
 	r->db = NULL;
+	if (rc == DB_OK)
+		r->account_pending = 0; /* it held, in the batch */
+	if (e.refused) {
+		/* resp_send reads the account again, and answers that */
+		resp_error(r, 401, "user no longer exists");
+		goto out;
+	}
 	if (rc == DB_INVALID) {
 		resp_error(r, 422, "sistema %s is unknown or inactive", e.bad);
 		goto out;

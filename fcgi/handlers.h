@@ -11,9 +11,28 @@
 #include "api.h"
 
 /* h_auth.c */
-/* Checks the bearer token and looks the user up (role from the database).
- * Returns 0 with r->user set, or -1 after writing a 401/503 response. */
-int hauth_authenticate(struct req *r);
+/* Authentication is in two halves: the token, then its account. */
+/* Checks the bearer token's form, signature and expiry, without the
+ * database. Returns 0 with r->claims set, or -1 after a 401. */
+int hauth_token(struct req *r);
+/* Reads the token's account on db (role from the database) and checks it
+ * against the claims and min_role. Returns 0 with r->user set, or -1
+ * after a 401 (no such account, or a token older than it), 403 or 503. */
+int hauth_account(struct req *r, struct db *db, int min_role);
+/*
+ * Leaves the account check of an enqueue to its part of the batch (where
+ * it costs a lookup inside the open write transaction, not a read
+ * transaction of its own): sets r->user from the claims and
+ * r->account_pending, and returns 1; or returns 0 when the claims' role
+ * is not enough (the account must decide between 401 and 403 now). Any
+ * answer but the enqueue's own success checks the account first
+ * (resp_send), so a refusal keeps the order of route.h: 401/403 first.
+ */
+int hauth_defer_account(struct req *r, int min_role);
+/* The account check of hauth_account inside a transaction on db, without
+ * an answer: DB_OK when it holds, DB_NOTFOUND when it is refused, or the
+ * database's error. */
+enum db_rc hauth_account_holds(struct db *db, const struct tok_claims *c, int min_role);
 /* Creates the first admin from ETL_ADMIN_USER/ETL_ADMIN_PASSWORD when the
  * database has no admin. Returns 0 (also when nothing was to be done), -1
  * on a database error or an unusable name/password (logged). */

@@ -9,9 +9,11 @@
 
 #include <json-c/json.h>
 
+#include "handlers.h"
 #include "js.h"
 #include "log.h"
 #include "resp.h"
+#include "route.h"
 
 static const struct {
 	int status;
@@ -67,6 +69,10 @@ resp_send(struct req *r, int status, const char *ctype, const char *body, size_t
 		log_warnx("second response (%d) for one request ignored", status);
 		return;
 	}
+	/* nothing is answered before the account is known: a refusal for it
+	 * comes first (hauth_defer_account) */
+	if (r->account_pending && hauth_account(r, *r->own, r->route->min_role) != 0)
+		return; /* it answered */
 	r->responded = 1;
 	r->status = status;
 	/* never write while holding a snapshot: a web server that stops

@@ -261,13 +261,14 @@ route_dispatch(struct req *r)
 		log_warnx("%s %s: no read scope: %s", rt->method, rt->pattern,
 		    db_errmsg(r->db)); /* each step reads on its own */
 	if (rt->min_role != ROUTE_PUBLIC) {
-		if (hauth_authenticate(r) != 0)
+		if (hauth_token(r) != 0)
 			goto out;
-		if ((int)r->user.role < rt->min_role) {
-			resp_error(
-			    r, 403, "role %s may not do this", users_role_name(r->user.role));
+		/* an enqueue on the thread's own connection: its account is read
+		 * in the batch (handlers.h) */
+		if (!((rt->flags & ROUTE_BATCH) && r->db != NULL && r->db != r->api->db &&
+		        hauth_defer_account(r, rt->min_role)) &&
+		    hauth_account(r, r->db, rt->min_role) != 0)
 			goto out;
-		}
 	}
 	if ((rt->flags & ROUTE_BODY) && parse_json(r, body_st) != 0)
 		goto out;

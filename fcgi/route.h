@@ -3,6 +3,8 @@
  * flags}) and the dispatcher that takes a request through the common
  * steps in a fixed order: route (404/405), body size (413), token and role
  * (401/403), content type and JSON (415/422), database (503), handler.
+ * (An enqueue's account is read in its batch, hauth_defer_account; its
+ * answers keep this order all the same.)
  * Patterns are relative to the configured base; "{name}" matches one
  * non-empty path segment, handed to the handler in r->params.
  */

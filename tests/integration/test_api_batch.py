@@ -67,6 +67,43 @@ def test_each_member_gets_its_own_job_and_failures_stay_alone(one):
     assert sum(batches(env)) - batched_before > 0
 
 
+def test_a_deleted_account_is_refused_inside_the_batch_alone(one):
+    """A member's account is read in the batch's transaction: the members
+    of a deleted account get 401 and leave nothing; the others keep their
+    jobs."""
+    env, port, tokens = one
+    admin = Fcgi(("127.0.0.1", port))
+    admin.token = tokens["admin"]
+    assert admin.post("/api/users", {"username": "gone", "password": "gone-pass-1",
+                                     "role": "operator"})[0] == 201
+    g = Fcgi(("127.0.0.1", port))
+    g.login("gone", "gone-pass-1")
+    gone_token = g.token
+    assert admin.request("DELETE", "/api/users/gone")[0] == 204
+    before = env.sql("SELECT count(*) FROM jobs")[0][0]
+    batched_before = sum(batches(env))
+
+    def client(i):
+        c = Fcgi(("127.0.0.1", port))
+        ok = 0
+        for k in range(30):
+            gone = (i + k) % 3 == 0
+            c.token = gone_token if gone else tokens["operator"]
+            st, _, js, _ = c.post("/api/execute", {"sistemas": ["amplis"]})
+            if gone:
+                assert st == 401 and js["detail"] == "user no longer exists", (st, js)
+            else:
+                assert st == 202, (st, js)
+                ok += 1
+        return ok
+
+    ok = sum(run_threads(16, client))
+    assert ok == 16 * 20
+    assert env.sql("SELECT count(*) FROM jobs")[0][0] - before == ok
+    assert env.sql("SELECT count(*) FROM jobs WHERE created_by = 'gone'")[0][0] == 0
+    assert sum(batches(env)) - batched_before > 0
+
+
 def test_raced_idempotency_key_in_one_batch_makes_one_job(one):
     env, port, tokens = one
 

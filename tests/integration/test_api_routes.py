@@ -204,6 +204,50 @@ def test_users_crud_and_deleted_token_stops_at_once(stack):
     is_error(a.request("DELETE", "/api/users/admin"), 409)  # the last admin stays
 
 
+def test_an_enqueue_is_refused_for_its_account_before_its_body(stack):
+    """An enqueue reads its account inside the batch (hauth_defer_account),
+    but a refusal for the account still comes before any other answer, and
+    changes nothing."""
+    a = client(stack, "admin")
+    jobs = lambda: stack.env.sql("SELECT count(*) FROM jobs")[0][0]
+    bad_bodies = ({"sistemas": []}, {"sistemas": ["nao-existe"]}, {"sistemas": ["velho"]})
+    name = "tmp.enq-1"
+    assert a.post("/api/users", {"username": name, "password": "tmp-pass-1",
+                                 "role": "operator"})[0] == 201
+    u = client(stack)
+    u.login(name, "tmp-pass-1")
+    assert u.post("/api/execute", {"sistemas": ["amplis"]})[0] == 202
+    assert a.request("DELETE", "/api/users/" + name)[0] == 204
+    before = jobs()
+    hdrs = is_error(u.post("/api/execute", {"sistemas": ["amplis"]}), 401)
+    assert hdrs.get("www-authenticate", "").startswith("Bearer")
+    for body in bad_bodies:
+        is_error(u.post("/api/execute", body), 401)
+    is_error(u.request("POST", "/api/execute", raw=b'{"sistemas": [',
+                       headers={"Content-Type": "application/json"}), 401)
+    is_error(u.request("POST", "/api/execute", raw=b"x", headers={"Content-Type": "text/plain"}),
+             401)
+    is_error(u.post("/api/execute", {"sistemas": ["amplis"]},
+                    headers={"Idempotency-Key": "bad key"}), 401)
+    # the same name made again: the old token names another account
+    time.sleep(1.1)
+    assert a.post("/api/users", {"username": name, "password": "tmp-pass-1",
+                                 "role": "operator"})[0] == 201
+    st, _, js, _ = u.post("/api/execute", {"sistemas": ["amplis"]})
+    assert st == 401 and js["detail"] == "invalid token", (st, js)
+    for body in bad_bodies:
+        is_error(u.post("/api/execute", body), 401)
+    # a token that claims more than its account has (the account decides)
+    now = int(time.time())
+    v = client(stack)
+    v.token = jwt("view", "operator", now, now + 600)
+    is_error(v.post("/api/execute", {"sistemas": ["amplis"]}), 403)
+    for body in bad_bodies:
+        is_error(v.post("/api/execute", body), 403)
+    assert jobs() == before
+    assert a.request("DELETE", "/api/users/" + name)[0] == 204
+
+
 def test_failed_login_limit_429(stack):
     a = client(stack, "admin")
     assert a.post("/api/users", {"username": "locky", "password": "locky-pass-1",
