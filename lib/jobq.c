@@ -233,7 +233,8 @@ jobq_enqueue_in(struct db *db, const char *const *sistemas, size_t n, const char
 {
 	static const char q_idem[] =
 	    "SELECT id FROM jobs WHERE created_by = ? AND idempotency_key = ?";
-	static const char q_sist[] = "SELECT ativo FROM sistemas WHERE id = ?";
+	static const char q_sist[] =
+	    "SELECT ativo, status = 'PENDING' FROM sistemas WHERE id = ?";
 	static const char q_ins[] = "INSERT INTO jobs (tipo, params, status, created_at, sistemas, "
 	                            "created_by, idempotency_key) "
 	                            "VALUES ('execucao', ?, 'pending', ?, ?, ?, ?)";
@@ -245,6 +246,7 @@ jobq_enqueue_in(struct db *db, const char *const *sistemas, size_t n, const char
 	char now[UTIL_ISO_LEN];
 	enum db_rc rc;
 	char *arr = NULL;
+	uint64_t pending = 0; /* the sistemas PENDING already: nothing to update */
 
 	*existed = 0;
 	*pending_mask = 0;
@@ -271,6 +273,8 @@ jobq_enqueue_in(struct db *db, const char *const *sistemas, size_t n, const char
 		STMT(st, q_sist);
 		db_bind_text(st, 1, sistemas[i]);
 		int r = sqlite3_step(st), ativo = r == SQLITE_ROW && sqlite3_column_int(st, 0);
+		if (r == SQLITE_ROW && sqlite3_column_int(st, 1))
+			pending |= (uint64_t)1 << i;
 		sqlite3_reset(st);
 		if (r != SQLITE_ROW && r != SQLITE_DONE) {
 			rc = db_map(r);
@@ -298,6 +302,8 @@ jobq_enqueue_in(struct db *db, const char *const *sistemas, size_t n, const char
 	CHECK(step_done(db, st));
 	*job_id = sqlite3_last_insert_rowid(db_sqlite(db));
 	for (size_t i = 0; i < n; i++) {
+		if (pending & ((uint64_t)1 << i))
+			continue; /* q_pend would change nothing (status <> 'PENDING') */
 		STMT(st, q_pend);
 		db_bind_text(st, 1, sistemas[i]);
 		CHECK(step_done(db, st));
