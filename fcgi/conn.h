@@ -18,8 +18,9 @@
  * the next only when another thread is already waiting for the
  * connection; otherwise it commits, wakes the workers once for the whole
  * batch, and every member gets the commit's result before it answers.
- * Nothing is acknowledged before it is committed. Any other use of the connection commits an open batch first
- * (conn_settle), so nothing else ever reads or writes inside it.
+ * Nothing is acknowledged before it is committed. Any other use of the
+ * connection commits an open batch first (conn_settle), so nothing else
+ * ever reads or writes inside it.
  */
 #ifndef ETL_CONN_H
 #define ETL_CONN_H

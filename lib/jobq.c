@@ -233,8 +233,7 @@ jobq_enqueue_in(struct db *db, const char *const *sistemas, size_t n, const char
 {
 	static const char q_idem[] =
 	    "SELECT id FROM jobs WHERE created_by = ? AND idempotency_key = ?";
-	static const char q_sist[] =
-	    "SELECT ativo, status = 'PENDING' FROM sistemas WHERE id = ?";
+	static const char q_sist[] = "SELECT ativo, status = 'PENDING' FROM sistemas WHERE id = ?";
 	static const char q_ins[] = "INSERT INTO jobs (tipo, params, status, created_at, sistemas, "
 	                            "created_by, idempotency_key) "
 	                            "VALUES ('execucao', ?, 'pending', ?, ?, ?, ?)";

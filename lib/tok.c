@@ -252,16 +252,15 @@ out:
 }
 
 enum tok_rc
-tok_verify_cached(struct tok_cache *cache, const char *secret, size_t secret_len,
-    const char *token, size_t len, int64_t now_s, struct tok_claims *c)
+tok_verify_cached(struct tok_cache *cache, const char *secret, size_t secret_len, const char *token,
+    size_t len, int64_t now_s, struct tok_claims *c)
 {
 	enum tok_rc rc;
 
 	if (cache == NULL || len == 0 || len > TOK_MAX_LEN)
 		return tok_verify(secret, secret_len, token, len, now_s, c);
 	for (unsigned i = 0; i < TOK_CACHE_N; i++)
-		if (cache->e[i].len == len &&
-		    util_ct_equal(cache->e[i].token, token, len)) {
+		if (cache->e[i].len == len && util_ct_equal(cache->e[i].token, token, len)) {
 			*c = cache->e[i].c;
 			return now_s >= c->exp ? TOK_EXPIRED : TOK_OK;
 		}

@@ -187,7 +187,8 @@ cached_verification(void **state)
 			char sub[16];
 			snprintf(sub, sizeof(sub), "user%d", i);
 			assert_int_equal(
-			    tok_verify_cached(tc, secret, 32, t[i], strlen(t[i]), 2000, &c), TOK_OK);
+			    tok_verify_cached(tc, secret, 32, t[i], strlen(t[i]), 2000, &c),
+			    TOK_OK);
 			assert_string_equal(c.sub, sub);
 			assert_int_equal(c.iat, 1000 + i);
 		}
@@ -200,7 +201,8 @@ cached_verification(void **state)
 	char forged[TOK_MAX_LEN];
 	snprintf(forged, sizeof(forged), "%.*s%s", (int)(sig1 - t[1]), t[1], sig0);
 	for (int k = 0; k < 2; k++)
-		assert_int_equal(tok_verify_cached(tc, secret, 32, forged, strlen(forged), 1500, &c),
+		assert_int_equal(
+		    tok_verify_cached(tc, secret, 32, forged, strlen(forged), 1500, &c),
 		    TOK_BAD_SIGNATURE);
 	/* a token one byte longer or shorter than a cached one is not a hit */
 	assert_int_equal(tok_verify_cached(tc, secret, 32, t[0], n - 1, 1500, &c), TOK_MALFORMED);
