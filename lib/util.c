@@ -6,6 +6,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,20 +356,31 @@ util_random(void *buf, size_t n)
 	return 0;
 }
 
-const char *
-util_instance_id(void)
+static char instance_id[300];
+
+static void
+make_instance_id(void)
 {
-	static char id[300];
 	char host[256];
 	unsigned char r[4];
 
-	if (id[0])
-		return id;
 	if (gethostname(host, sizeof(host)) == -1)
 		strcpy(host, "localhost");
 	host[sizeof(host) - 1] = '\0';
 	if (util_random(r, sizeof(r)) == -1)
 		memset(r, 0, sizeof(r));
-	snprintf(id, sizeof(id), "%s-%02x%02x%02x%02x", host, r[0], r[1], r[2], r[3]);
-	return id;
+	snprintf(
+	    instance_id, sizeof(instance_id), "%s-%02x%02x%02x%02x", host, r[0], r[1], r[2], r[3]);
+}
+
+const char *
+util_instance_id(void)
+{
+	/* once per process, whichever thread asks first (etl-api's request
+	 * threads build their events in parallel: SAN=thread caught two
+	 * writing it at once) */
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, make_instance_id);
+	return instance_id;
 }

@@ -363,7 +363,10 @@ def test_sighup_reopens_the_log_file(menv):
     p.signal(signal.SIGHUP)
     for _ in range(10):
         assert c.get("/api/health")[0] == 200
-    wait_for(lambda: os.path.exists(log) and "GET /health -> 200" in open(log).read(),
+    # a child just started may serve these before its main thread takes
+    # the signal (slow to start its threads under SAN=thread): keep asking
+    wait_for(lambda: c.get("/api/health")[0] == 200 and os.path.exists(log)
+             and "GET /health -> 200" in open(log).read(),
              what="request lines in the new log file")
     assert p.alive() and len(children(p.pid)) == 2
 
