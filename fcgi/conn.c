@@ -132,7 +132,8 @@ conn_batch(struct api *api, enum db_rc (*fn)(struct db *db, void *arg), void *ar
 			batch_end(api, DB_OK); /* nobody else in it: roll it back */
 		goto out;
 	}
-	sem_init(&me.done, 0, 0);
+	if (sem_init(&me.done, 0, 0) != 0)
+		fatal("conn: sem_init");
 	me.next = api->batch;
 	api->batch = &me;
 	api->batch_size++;
@@ -148,6 +149,9 @@ conn_batch(struct api *api, enum db_rc (*fn)(struct db *db, void *arg), void *ar
 	sem_destroy(&me.done);
 	return me.rc;
 out:
+	/* failed alone, maybe in a batch of others now waiting: commit theirs
+	 * (a member gives the connection back itself, so nobody else would) */
+	conn_settle(api);
 	pthread_mutex_unlock(&api->mu);
 	return rc;
 }

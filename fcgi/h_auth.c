@@ -88,6 +88,7 @@ hauth_account(struct req *r, struct db *db, int min_role)
 	enum db_rc rc = users_get_auth(db, r->claims.sub, &r->user);
 
 	r->account_pending = 0;
+	r->authed = 0; /* until the account holds (it may have been deferred) */
 	if (rc == DB_NOTFOUND) {
 		resp_error(r, 401, "user no longer exists");
 		return -1;

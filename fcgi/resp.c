@@ -71,8 +71,18 @@ resp_send(struct req *r, int status, const char *ctype, const char *body, size_t
 	}
 	/* nothing is answered before the account is known: a refusal for it
 	 * comes first (hauth_defer_account) */
-	if (r->account_pending && hauth_account(r, *r->own, r->route->min_role) != 0)
-		return; /* it answered */
+	if (r->account_pending) {
+		/* the headers meant for this answer (WWW-Authenticate, Retry-After)
+		 * are not the refusal's */
+		struct buf mine = r->xhdr;
+		r->xhdr = (struct buf){ 0 };
+		if (hauth_account(r, *r->own, r->route->min_role) != 0) {
+			buf_free(&mine);
+			return; /* it answered */
+		}
+		buf_free(&r->xhdr);
+		r->xhdr = mine;
+	}
 	r->responded = 1;
 	r->status = status;
 	/* never write while holding a snapshot: a web server that stops

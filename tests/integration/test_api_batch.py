@@ -104,6 +104,33 @@ def test_a_deleted_account_is_refused_inside_the_batch_alone(one):
     assert sum(batches(env)) - batched_before > 0
 
 
+def test_a_member_failing_alone_does_not_strand_the_batch():
+    """A good and a bad enqueue at the same moment, then silence: the good
+    one's batch is committed and it is answered at once, although the
+    member that failed (its sistema inactive) was the last to hold the
+    connection. Two threads, so a batch has these two and nobody else to
+    come and commit it."""
+    env = make_env(ETL_API_THREADS="2", ETL_DB_BUSY_TIMEOUT="500")
+    try:
+        port = free_port()
+        env.start([binary("etl-api"), "-p", f"127.0.0.1:{port}"], "etl-api")
+        c = Fcgi(("127.0.0.1", port))
+        wait_for(lambda: c.get("/api/health")[0] == 200, what="etl-api, 2 threads")
+        tokens = populate(c)
+        def post(i):
+            f = Fcgi(("127.0.0.1", port))
+            f.token = tokens["operator"]
+            return f.post("/api/execute", {"sistemas": ["amplis" if i == 0 else "velho"]},
+                          timeout=5)[0]
+
+        for _ in range(60):  # run_threads starts the two together
+            assert sorted(run_threads(2, post)) == [202, 422]
+        # and the write lock is free for everybody else
+        assert env.sql("SELECT count(*) FROM jobs")[0][0] == 60
+    finally:
+        env.close()
+
+
 def test_raced_idempotency_key_in_one_batch_makes_one_job(one):
     env, port, tokens = one
 
