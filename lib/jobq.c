@@ -285,11 +285,16 @@ jobq_enqueue_in(struct db *db, const char *const *sistemas, size_t n, const char
 			goto fail;
 		}
 	}
-	struct json_object *a = json_object_new_array();
-	for (size_t i = 0; i < n; i++)
-		json_object_array_add(a, json_object_new_string(sistemas[i]));
-	arr = js_dump(a);
-	json_object_put(a);
+	/* ["a","b"]: what js_dump of a json-c array gave, without building one */
+	struct buf ab = { 0 };
+	buf_putc(&ab, '[');
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			buf_putc(&ab, ',');
+		js_put_string(&ab, sistemas[i], strlen(sistemas[i]));
+	}
+	buf_putc(&ab, ']');
+	arr = ab.data;
 
 	now_iso(now, NULL);
 	STMT(st, q_ins);
