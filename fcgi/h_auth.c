@@ -75,51 +75,61 @@ hauth_token(struct req *r)
 	}
 }
 
-/* A token from before its account was (re)created names another account. */
-static int
-token_predates(const struct tok_claims *c, const struct user *u)
+/* What the account (read on db) says of verified claims. */
+enum verdict { ACCOUNT_OK, ACCOUNT_GONE, ACCOUNT_PREDATES, ACCOUNT_ROLE, ACCOUNT_DB };
+
+static enum verdict
+account_check(
+    struct db *db, const struct tok_claims *c, int min_role, struct user *u, enum db_rc *rc)
 {
-	return u->created_ms >= 0 && c->iat < u->created_ms / 1000;
+	*rc = users_get_auth(db, c->sub, u);
+	if (*rc == DB_NOTFOUND)
+		return ACCOUNT_GONE;
+	if (*rc != DB_OK)
+		return ACCOUNT_DB;
+	/* a token from before the account was (re)created names another account */
+	if (u->created_ms >= 0 && c->iat < u->created_ms / 1000)
+		return ACCOUNT_PREDATES;
+	return (int)u->role < min_role ? ACCOUNT_ROLE : ACCOUNT_OK;
 }
 
 int
 hauth_account(struct req *r, struct db *db, int min_role)
 {
-	enum db_rc rc = users_get_auth(db, r->claims.sub, &r->user);
+	enum db_rc rc;
+	enum verdict v = account_check(db, &r->claims, min_role, &r->user, &rc);
 
 	r->account_pending = 0;
-	r->authed = 0; /* until the account holds (it may have been deferred) */
-	if (rc == DB_NOTFOUND) {
+	r->authed = v == ACCOUNT_OK || v == ACCOUNT_ROLE;
+	switch (v) {
+	case ACCOUNT_OK:
+		return 0;
+	case ACCOUNT_GONE:
 		resp_error(r, 401, "user no longer exists");
-		return -1;
-	}
-	if (rc != DB_OK) {
-		resp_db(r, rc, "user");
-		return -1;
-	}
-	if (token_predates(&r->claims, &r->user)) {
+		break;
+	case ACCOUNT_PREDATES:
 		users_clear(&r->user);
 		resp_error(r, 401, "invalid token");
-		return -1;
-	}
-	r->authed = 1;
-	if ((int)r->user.role < min_role) {
+		break;
+	case ACCOUNT_ROLE:
 		resp_error(r, 403, "role %s may not do this", users_role_name(r->user.role));
-		return -1;
+		break;
+	case ACCOUNT_DB:
+		resp_db(r, rc, "user");
+		break;
 	}
-	return 0;
+	return -1;
 }
 
 enum db_rc
 hauth_account_holds(struct db *db, const struct tok_claims *c, int min_role)
 {
 	struct user u;
-	enum db_rc rc = users_get_auth(db, c->sub, &u);
+	enum db_rc rc;
+	enum verdict v = account_check(db, c, min_role, &u, &rc);
 
-	if (rc == DB_OK && (token_predates(c, &u) || (int)u.role < min_role))
-		rc = DB_NOTFOUND;
 	users_clear(&u);
-	return rc;
+	return v == ACCOUNT_OK ? DB_OK : v == ACCOUNT_DB ? rc : DB_NOTFOUND;
 }
 
 int

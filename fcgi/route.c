@@ -265,7 +265,7 @@ route_dispatch(struct req *r)
 			goto out;
 		/* an enqueue on the thread's own connection: its account is read
 		 * in the batch (handlers.h) */
-		if (!((rt->flags & ROUTE_BATCH) && r->db != NULL && r->db != r->api->db &&
+		if (!((rt->flags & ROUTE_BATCH) && r->own != NULL && r->db == *r->own &&
 		        hauth_defer_account(r, rt->min_role)) &&
 		    hauth_account(r, r->db, rt->min_role) != 0)
 			goto out;

@@ -17,14 +17,20 @@ from harness import binary, free_port, run_threads, wait_for
 from harness_web import Fcgi, make_env, populate
 
 
-@pytest.fixture(scope="module")
-def one():
-    env = make_env(ETL_API_THREADS="8", ETL_LOG_LEVEL="debug")
+def start_api(env):
+    """etl-api of env on a free TCP port, answering, with populate's users
+    and sistemas. Returns (port, {role: token})."""
     port = free_port()
     env.start([binary("etl-api"), "-p", f"127.0.0.1:{port}"], "etl-api")
     c = Fcgi(("127.0.0.1", port))
-    wait_for(lambda: c.get("/api/health")[0] == 200, what="etl-api, 8 threads")
-    tokens = populate(c)
+    wait_for(lambda: c.get("/api/health")[0] == 200, what="etl-api")
+    return port, populate(c)
+
+
+@pytest.fixture(scope="module")
+def one():
+    env = make_env(ETL_API_THREADS="8", ETL_LOG_LEVEL="debug")
+    port, tokens = start_api(env)
     yield env, port, tokens
     env.close()
 
@@ -112,11 +118,8 @@ def test_a_member_failing_alone_does_not_strand_the_batch():
     come and commit it."""
     env = make_env(ETL_API_THREADS="2", ETL_DB_BUSY_TIMEOUT="500")
     try:
-        port = free_port()
-        env.start([binary("etl-api"), "-p", f"127.0.0.1:{port}"], "etl-api")
-        c = Fcgi(("127.0.0.1", port))
-        wait_for(lambda: c.get("/api/health")[0] == 200, what="etl-api, 2 threads")
-        tokens = populate(c)
+        port, tokens = start_api(env)
+
         def post(i):
             f = Fcgi(("127.0.0.1", port))
             f.token = tokens["operator"]
@@ -371,11 +374,7 @@ def test_a_hanging_redis_delays_no_other_request():
     env = make_env(ETL_API_THREADS="4", REDIS_ENABLED="true", REDIS_SOCKET_TIMEOUT="4",
                    REDIS_URL="redis://127.0.0.1:%d/0" % hole.getsockname()[1])
     try:
-        port = free_port()
-        env.start([binary("etl-api"), "-p", f"127.0.0.1:{port}"], "etl-api")
-        c = Fcgi(("127.0.0.1", port))
-        wait_for(lambda: c.get("/api/health")[0] == 200, what="etl-api")
-        tokens = populate(c)
+        port, tokens = start_api(env)
         out = {}
 
         def enqueue(name):
