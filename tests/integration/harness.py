@@ -41,10 +41,41 @@ def proc_stats():
         yield int(d), st[st.rindex(")") + 2:].split()
 
 
+def _listen_ports():
+    """The ports free_port hands out, in order: outside the kernel's
+    ephemeral range. A port that bind(0) picked came from that range, and
+    between our closing it and a server binding it, any outgoing connection
+    (a test client, Apache to etl-api, hiredis) could take it as its source
+    port: that made etl-wsd fail with EADDRINUSE in a CI run. Ports outside
+    the range are only ever taken by a bind; each is handed out once per
+    run, starting at a random place so that concurrent runs rarely meet."""
+    import random
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        lo, hi = 32768, 60999
+    span = (10000, lo) if lo - 10000 >= 2000 else (hi + 1, 65536)
+    n = span[1] - span[0]
+    start = random.randrange(n)
+    for i in range(n):
+        yield span[0] + (start + i) % n
+
+
+_ports = _listen_ports()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A 127.0.0.1 TCP port nobody listens on and this run has not handed
+    out before (see _listen_ports)."""
+    for port in _ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("free_port: no port left outside the ephemeral range")
 
 
 def wait_for(cond, timeout=10.0, interval=0.01, what="condition"):
