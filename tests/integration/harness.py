@@ -142,6 +142,7 @@ class Proc:
 class TestEnv:
     """A temp dir with a database path, the environment for our programs,
     and the processes started for one test (all stopped in close())."""
+    __test__ = False  # a helper, not a test class (pytest collects Test*)
 
     def __init__(self, **overrides):
         self.dir = tempfile.mkdtemp(prefix="etltest-")
