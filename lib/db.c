@@ -99,13 +99,16 @@ exec_simple(sqlite3 *h, const char *sql)
 	return sqlite3_exec(h, sql, NULL, NULL, NULL);
 }
 
+static const char sql_page_size[] = "PRAGMA page_size=1024";
+_Static_assert(DB_PAGE_SIZE == 1024, "sql_page_size must say DB_PAGE_SIZE");
+
 struct db *
 db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 {
 	struct db *db = NULL;
 	sqlite3 *h = NULL;
 	struct stat sb;
-	int rc, oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+	int rc, oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, empty = 0;
 	sqlite3_stmt *st = NULL;
 
 	if (stat(path, &sb) == -1) {
@@ -124,6 +127,9 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 		if (fd != -1)
 			close(fd);
 		oflags |= SQLITE_OPEN_CREATE;
+		empty = 1;
+	} else if (sb.st_size == 0) {
+		empty = 1;
 	}
 	rc = sqlite3_open_v2(path, &h, oflags, NULL);
 	if (rc != SQLITE_OK) {
@@ -145,6 +151,12 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 	st = NULL;
 	if (rc != SQLITE_ROW) {
 		snprintf(err, errlen, "database %s: unreadable (%s)", path, sqlite3_errmsg(h));
+		goto fail;
+	}
+	/* A new database gets DB_PAGE_SIZE pages (db.h says why); the pragma
+	 * only holds until the first write, which migrate_apply makes. */
+	if (empty && exec_simple(h, sql_page_size) != SQLITE_OK) {
+		snprintf(err, errlen, "database %s: %s", path, sqlite3_errmsg(h));
 		goto fail;
 	}
 	/* WAL: readers never block the writer. The mode is kept in the file, so

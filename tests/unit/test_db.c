@@ -49,6 +49,15 @@ fresh_database(void **state)
 	assert_int_equal(count(db, "SELECT count(*) FROM pragma_index_list('jobs') WHERE name = "
 	                           "'idx_jobs_status_slot'"),
 	    1);
+	assert_int_equal(count(db, "PRAGMA page_size"), DB_PAGE_SIZE);
+	db_close(db);
+	db_remove(path);
+	/* an empty file (made by an installer, say) is a new database too */
+	int fd = open(path, O_CREAT | O_WRONLY, 0640);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_non_null(db = db_open(path, 0, 1000, err, sizeof(err)));
+	assert_int_equal(count(db, "PRAGMA page_size"), DB_PAGE_SIZE);
 	db_close(db);
 	db_remove(path);
 }
@@ -63,6 +72,7 @@ legacy_migrated_in_place(void **state)
 	struct db *db = db_open(path, 0, 1000, err, sizeof(err));
 	assert_non_null(db);
 	assert_int_equal(count(db, "SELECT count(*) FROM jobs"), 5);
+	assert_int_equal(count(db, "PRAGMA page_size"), 4096); /* an existing file keeps its own */
 	assert_int_equal(count(db, "SELECT count(*) FROM sistemas"), 4);
 	assert_int_equal(count(db, "SELECT count(*) FROM users"), 1);
 	assert_int_equal(count(db, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name IN "
@@ -337,12 +347,12 @@ checkpoint_restarts_a_long_wal(void **state)
 	    sqlite3_exec(db_sqlite(db), "CREATE TABLE t (x BLOB)", NULL, NULL, NULL), SQLITE_OK);
 	assert_int_equal(db_checkpoint(db, &frames, &copied), DB_OK);
 	assert_true(frames < DB_CHECKPOINT_RESTART_PAGES && copied == frames);
-	/* > DB_CHECKPOINT_RESTART_PAGES pages, one transaction each */
+	/* > DB_CHECKPOINT_RESTART_PAGES pages (two a row), one transaction each */
+	char ins[64];
+	snprintf(ins, sizeof(ins), "INSERT INTO t VALUES (zeroblob(%d))", DB_PAGE_SIZE * 5 / 4);
 	for (int i = 0; i < DB_CHECKPOINT_RESTART_PAGES / 2 + 10; i++)
-		assert_int_equal(sqlite3_exec(db_sqlite(db),
-		                     "INSERT INTO t VALUES (zeroblob(5000))", NULL, NULL, NULL),
-		    SQLITE_OK);
-	assert_true(wal_size(path) > (long)DB_CHECKPOINT_RESTART_PAGES * 4096);
+		assert_int_equal(sqlite3_exec(db_sqlite(db), ins, NULL, NULL, NULL), SQLITE_OK);
+	assert_true(wal_size(path) > (long)DB_CHECKPOINT_RESTART_PAGES * DB_PAGE_SIZE);
 	long seq = wal_restarts(path);
 	assert_int_equal(db_checkpoint(db, &frames, &copied), DB_OK);
 	assert_true(frames >= DB_CHECKPOINT_RESTART_PAGES && copied == frames);
