@@ -99,8 +99,8 @@ exec_simple(sqlite3 *h, const char *sql)
 	return sqlite3_exec(h, sql, NULL, NULL, NULL);
 }
 
-static const char sql_page_size[] = "PRAGMA page_size=1024";
-_Static_assert(DB_PAGE_SIZE == 1024, "sql_page_size must say DB_PAGE_SIZE");
+static const char sql_page_size[] = "PRAGMA page_size=2048";
+_Static_assert(DB_PAGE_SIZE == 2048, "sql_page_size must say DB_PAGE_SIZE");
 
 struct db *
 db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)

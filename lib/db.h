@@ -55,25 +55,25 @@ enum db_rc db_map(int sqlite_rc);
  * With synchronous=NORMAL a commit appends every page it changed to the WAL,
  * and the checkpoints fsync all of it: an enqueue changes about six pages
  * (the jobs row, its index entries, job_sistemas, job_counts) whatever
- * their size, so 4 KiB pages wrote four times the bytes that 1 KiB pages
- * do, and under a steady stream of enqueues it is that write-back the
- * writers wait for. bench/api.sh, POST /api/execute, 3 rounds of 8 s:
- * p99 16.3-21.8 ms at 4 KiB, 13.8-14.8 at 2 KiB, 11.3-12.5 at 1 KiB, with
- * 3-10% more requests per second. Not 512: rows and index keys spill into
- * overflow pages sooner (an index cell holds 231 bytes at 1 KiB, 102 at
- * 512), and it bought no clear gain more.
+ * their size, and under a steady stream of enqueues it is that write-back
+ * the writers wait for. bench/api.sh, POST /api/execute, 3 rounds of 8 s:
+ * p99 16.3-21.8 ms at 4 KiB, 13.8-14.8 at 2 KiB, 11.3-12.5 at 1 KiB.
+ * Smaller pages cost the log ingest, though: job_logs rows (about 120
+ * bytes) fill a page sooner, and its B-tree splits more often.
+ * bench/worker.sh lines: 275-316k lines/s at 4 KiB, 234k at 2 KiB,
+ * 190-216k at 1 KiB (its target is 200k). 2 KiB is the balance.
  */
-#define DB_PAGE_SIZE 1024
+#define DB_PAGE_SIZE 2048
 
 /* The WAL is copied back into the database by db_checkpoint, which one
  * checkpointer thread per database (ckpt.h: etl-worker's or an etl-api
  * process's) calls every DB_CHECKPOINT_INTERVAL_MS; a connection of a
  * process without that thread checkpoints at commit once the WAL holds
- * DB_AUTOCHECKPOINT_PAGES (16 MiB of 1 KiB pages, 64 MiB of a legacy
+ * DB_AUTOCHECKPOINT_PAGES (32 MiB of 2 KiB pages, 64 MiB of a legacy
  * database's 4 KiB), and a WAL file longer than 64 MiB is cut back to that
  * when it starts over (db_open's pragmas). */
 #define DB_AUTOCHECKPOINT_PAGES 16000
-#define DB_AUTOCHECKPOINT_FALLBACK_PAGES 64000 /* 64 MiB of 1 KiB pages, 256 of 4 KiB */
+#define DB_AUTOCHECKPOINT_FALLBACK_PAGES 64000 /* 128 MiB of 2 KiB pages, 256 of 4 KiB */
 /* 250 ms, not 1 s: the locked RESTART pass then has less to copy and the
  * passive passes less to flush; p99 of bench/api.sh execute 16-19 ms
  * against 22-23 ms, the same throughput (4 pairs). */
