@@ -68,7 +68,7 @@ static const struct conf_var vars[] = {
 	{ "ETL_MAX_LINE", CT_INT, "8192", 256, 1048576, F(max_line),
 	    "bytes kept of one output line (longer lines are truncated, marked)" },
 	{ "ETL_MAX_BODY", CT_INT, "65536", 1024, 16777216, F(max_body), "bytes of a request body" },
-	{ "ETL_API_THREADS", CT_INT, "6", 1, 64, F(api_threads),
+	{ "ETL_API_THREADS", CT_INT, "4", 1, 64, F(api_threads),
 	    "requests one etl-api process serves at once (its threads)" },
 	{ "ETL_ENV_FILE", CT_STR, NULL, 1, 4096, F(env_file),
 	    "a KEY=value file read before the environment's own values" },
