@@ -133,8 +133,8 @@ route_db_ensure(struct api *api)
 
 	if (api->db != NULL)
 		return 0;
-	api->db =
-	    db_open(api->conf.db_path, DB_OPEN_CREATE, api->conf.db_busy_timeout, err, sizeof(err));
+	api->db = db_open(api->conf.db_path, DB_OPEN_CREATE | DB_OPEN_SMALL_CACHE,
+	    api->conf.db_busy_timeout, err, sizeof(err));
 	if (api->db == NULL) {
 		log_warnx("database %s: %s", api->conf.db_path, err);
 		return -1;
@@ -160,8 +160,8 @@ own_db(struct req *r)
 	char err[256];
 
 	if (*r->own == NULL) {
-		*r->own = db_open(
-		    r->api->conf.db_path, 0, r->api->conf.db_busy_timeout, err, sizeof(err));
+		*r->own = db_open(r->api->conf.db_path, DB_OPEN_SMALL_CACHE,
+		    r->api->conf.db_busy_timeout, err, sizeof(err));
 		if (*r->own == NULL)
 			log_debug("read connection: %s", err);
 	}

@@ -180,6 +180,7 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 	}
 	if (exec_simple(h, "PRAGMA foreign_keys=ON") != SQLITE_OK ||
 	    exec_simple(h, "PRAGMA synchronous=NORMAL") != SQLITE_OK ||
+
 	    /* Checkpoints are a checkpointer thread's job (ckpt.h): a
 	     * checkpoint is two fsyncs, which would otherwise land on whichever
 	     * request's commit crosses the threshold. This one is the safety
@@ -187,7 +188,9 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 	     * tools); db_autocheckpoint turns it off where the thread runs.
 	     * The WAL file is cut back to 64 MiB when it starts over. */
 	    sqlite3_wal_autocheckpoint(h, DB_AUTOCHECKPOINT_PAGES) != SQLITE_OK ||
-	    exec_simple(h, "PRAGMA journal_size_limit=67108864") != SQLITE_OK) {
+	    exec_simple(h, "PRAGMA journal_size_limit=67108864") != SQLITE_OK ||
+	    ((flags & DB_OPEN_SMALL_CACHE) &&
+	        exec_simple(h, "PRAGMA cache_size=-512") != SQLITE_OK)) {
 		snprintf(err, errlen, "database %s: %s", path, sqlite3_errmsg(h));
 		goto fail;
 	}

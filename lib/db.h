@@ -28,6 +28,15 @@ struct db;
 /* Flags for db_open. */
 #define DB_OPEN_CREATE 0x1 /* create the file (and migrate) if it does not exist */
 #define DB_OPEN_NOMIGRATE 0x2 /* do not migrate (tools that only inspect) */
+/* 512 KiB of page cache, not SQLite's 2 MiB. For etl-api, whose every
+ * request thread has a connection, each of which filled its 2 MiB with the
+ * same few pages (in WAL mode a commit on another connection empties the
+ * cache anyway): bench/api.sh, 4 threads, 3 alternating rounds, RSS
+ * 5.8-6.0 against 7.6-7.8 MB, CPU per request within its noise for both
+ * execute and the list. Not for etl-worker: a batch of log lines dirties
+ * more pages than that, and spilling them mid-transaction cost
+ * bench/worker.sh lines 8%. */
+#define DB_OPEN_SMALL_CACHE 0x4
 
 /*
  * Opens path, sets WAL, foreign keys, the busy timeout (ms) and migrates to

@@ -50,6 +50,11 @@ fresh_database(void **state)
 	                           "'idx_jobs_status_slot'"),
 	    1);
 	assert_int_equal(count(db, "PRAGMA page_size"), DB_PAGE_SIZE);
+	assert_int_equal(count(db, "PRAGMA cache_size"), -2000); /* SQLite's own */
+	struct db *small = db_open(path, DB_OPEN_SMALL_CACHE, 1000, err, sizeof(err));
+	assert_non_null(small);
+	assert_int_equal(count(small, "PRAGMA cache_size"), -512);
+	db_close(small);
 	db_close(db);
 	db_remove(path);
 	/* an empty file (made by an installer, say) is a new database too */
