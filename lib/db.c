@@ -180,7 +180,6 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 	}
 	if (exec_simple(h, "PRAGMA foreign_keys=ON") != SQLITE_OK ||
 	    exec_simple(h, "PRAGMA synchronous=NORMAL") != SQLITE_OK ||
-
 	    /* Checkpoints are a checkpointer thread's job (ckpt.h): a
 	     * checkpoint is two fsyncs, which would otherwise land on whichever
 	     * request's commit crosses the threshold. This one is the safety
