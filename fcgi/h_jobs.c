@@ -112,6 +112,8 @@ sistemas_param(struct req *r, const char **ids)
 static void
 publish_sistemas(struct req *r, const struct job *j)
 {
+	if (!hmisc_events_on(r))
+		return;
 	for (size_t i = 0; i < j->nsistemas; i++) {
 		struct json_object *o = NULL, *st, *pg, *msg;
 		if (sist_get_json(r->db, j->sistemas[i], &o) != DB_OK)
@@ -220,10 +222,12 @@ hjobs_execute(struct req *r)
 	if (!e.existed) {
 		log_info("job=%lld enqueued by %s sistemas=%d", (long long)e.job_id,
 		    r->user.username, n);
-		hmisc_event(r, evt_job_status(e.job_id, "pending", -1));
-		for (int i = 0; i < n; i++)
-			if (e.mask & (1ULL << i))
-				hmisc_event(r, evt_status(ids[i], "PENDING", 0, NULL));
+		if (hmisc_events_on(r)) {
+			hmisc_event(r, evt_job_status(e.job_id, "pending", -1));
+			for (int i = 0; i < n; i++)
+				if (e.mask & (1ULL << i))
+					hmisc_event(r, evt_status(ids[i], "PENDING", 0, NULL));
+		}
 	}
 	o = json_object_new_object();
 	json_object_object_add(o, "job_id", json_object_new_int64(e.job_id));
@@ -318,7 +322,8 @@ hjobs_cancel(struct req *r)
 	switch (res) {
 	case JOBQ_CANCELLED_NOW:
 		log_info("job=%lld cancelled by %s", (long long)id, r->user.username);
-		hmisc_event(r, evt_job_status(id, "cancelled", j.worker_slot));
+		if (hmisc_events_on(r))
+			hmisc_event(r, evt_job_status(id, "cancelled", j.worker_slot));
 		publish_sistemas(r, &j);
 		wake_workers(api);
 		resp_json(r, 200, jobq_job_json(&j));

@@ -43,11 +43,21 @@ pub_ready(struct api *api, int wait_ms)
 		(void)pub_flush(api->pub, wait_ms);
 }
 
+int
+hmisc_events_on(const struct req *r)
+{
+	return r->api->conf.redis_enabled;
+}
+
 void
 hmisc_event(struct req *r, char *msg)
 {
 	if (msg == NULL)
 		return;
+	if (!hmisc_events_on(r)) {
+		free(msg);
+		return;
+	}
 	r->events = xrealloc(r->events, (r->nevents + 1) * sizeof(*r->events));
 	r->events[r->nevents++] = msg;
 }

@@ -59,8 +59,12 @@ void hsist_put(struct req *r);
 void hmisc_health(struct req *r);
 void hmisc_metrics(struct req *r);
 void hmisc_pool(struct req *r);
+/* Whether events are published at all (REDIS_ENABLED): handlers ask
+ * before building one, which costs JSON work (and, for a cancel, reads). */
+int hmisc_events_on(const struct req *r);
 /* Queues msg (takes ownership; NULL is ignored) to be published once the
- * request is answered and the connection given back (hmisc_send_events). */
+ * request is answered and the connection given back (hmisc_send_events).
+ * With events off it is freed at once. */
 void hmisc_event(struct req *r, char *msg);
 /* Publishes r's queued events and lets them leave, all within
  * REDIS_SOCKET_TIMEOUT from the call (waiting for another thread's
