@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,22 @@ exec_simple(sqlite3 *h, const char *sql)
 	return sqlite3_exec(h, sql, NULL, NULL, NULL);
 }
 
+/*
+ * SQLite keeps memory statistics by default, under one process-wide mutex
+ * taken by every sqlite3_malloc and sqlite3_free: etl-api's request threads
+ * took turns on it. Nothing here reads the statistics. sqlite3_config only
+ * works before SQLite initializes, which the first sqlite3_open does, so
+ * db_open calls this once, first; if something opened a database without
+ * db_open before, the call fails and the statistics stay (harmless).
+ */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void
+sqlite_configure(void)
+{
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static const char sql_page_size[] = "PRAGMA page_size=2048";
 _Static_assert(DB_PAGE_SIZE == 2048, "sql_page_size must say DB_PAGE_SIZE");
 
@@ -111,6 +128,7 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 	int rc, oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, empty = 0;
 	sqlite3_stmt *st = NULL;
 
+	(void)pthread_once(&sqlite_once, sqlite_configure);
 	if (stat(path, &sb) == -1) {
 		if (errno != ENOENT || !(flags & DB_OPEN_CREATE)) {
 			snprintf(err, errlen, "database %s: %s", path, strerror(errno));
