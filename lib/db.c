@@ -171,8 +171,9 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 		snprintf(err, errlen, "database %s: unreadable (%s)", path, sqlite3_errmsg(h));
 		goto fail;
 	}
-	/* A new database gets DB_PAGE_SIZE pages (db.h says why); the pragma
-	 * only holds until the first write, which migrate_apply makes. */
+	/* A new database gets DB_PAGE_SIZE pages (db.h says why). The pragma
+	 * only holds until the first write, which is the switch to WAL just
+	 * below (it writes page 1): it must come before that. */
 	if (empty && exec_simple(h, sql_page_size) != SQLITE_OK) {
 		snprintf(err, errlen, "database %s: %s", path, sqlite3_errmsg(h));
 		goto fail;

@@ -48,15 +48,20 @@ def _listen_ports():
     (a test client, Apache to etl-api, hiredis) could take it as its source
     port: that made etl-wsd fail with EADDRINUSE in a CI run. Ports outside
     the range are only ever taken by a bind; each is handed out once per
-    run, starting at a random place so that concurrent runs rarely meet."""
+    run, starting at a random place so that concurrent runs rarely meet.
+    A host whose ephemeral range leaves fewer than 2,000 ports outside it
+    (say 1024-65535) gets ports from bind(0), the old way, race and all."""
     import random
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
             lo, hi = (int(x) for x in f.read().split())
     except (OSError, ValueError):
         lo, hi = 32768, 60999
-    span = (10000, lo) if lo - 10000 >= 2000 else (hi + 1, 65536)
+    span = max([(10000, lo), (hi + 1, 65536)], key=lambda s: s[1] - s[0])
     n = span[1] - span[0]
+    if n < 2000:
+        while True:
+            yield 0
     start = random.randrange(n)
     for i in range(n):
         yield span[0] + (start + i) % n
@@ -74,7 +79,7 @@ def free_port():
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+            return s.getsockname()[1]
     raise RuntimeError("free_port: no port left outside the ephemeral range")
 
 
