@@ -112,8 +112,6 @@ sistemas_param(struct req *r, const char **ids)
 static void
 publish_sistemas(struct req *r, const struct job *j)
 {
-	if (!hmisc_events_on(r))
-		return;
 	for (size_t i = 0; i < j->nsistemas; i++) {
 		struct json_object *o = NULL, *st, *pg, *msg;
 		if (sist_get_json(r->db, j->sistemas[i], &o) != DB_OK)
@@ -322,9 +320,10 @@ hjobs_cancel(struct req *r)
 	switch (res) {
 	case JOBQ_CANCELLED_NOW:
 		log_info("job=%lld cancelled by %s", (long long)id, r->user.username);
-		if (hmisc_events_on(r))
+		if (hmisc_events_on(r)) {
 			hmisc_event(r, evt_job_status(id, "cancelled", j.worker_slot));
-		publish_sistemas(r, &j);
+			publish_sistemas(r, &j);
+		}
 		wake_workers(api);
 		resp_json(r, 200, jobq_job_json(&j));
 		break;

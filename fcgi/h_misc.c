@@ -54,10 +54,6 @@ hmisc_event(struct req *r, char *msg)
 {
 	if (msg == NULL)
 		return;
-	if (!hmisc_events_on(r)) {
-		free(msg);
-		return;
-	}
 	r->events = xrealloc(r->events, (r->nevents + 1) * sizeof(*r->events));
 	r->events[r->nevents++] = msg;
 }

@@ -60,11 +60,11 @@ void hmisc_health(struct req *r);
 void hmisc_metrics(struct req *r);
 void hmisc_pool(struct req *r);
 /* Whether events are published at all (REDIS_ENABLED): handlers ask
- * before building one, which costs JSON work (and, for a cancel, reads). */
+ * before building any, which costs JSON work (and, for a cancel, reads). */
 int hmisc_events_on(const struct req *r);
 /* Queues msg (takes ownership; NULL is ignored) to be published once the
  * request is answered and the connection given back (hmisc_send_events).
- * With events off it is freed at once. */
+ * Only called when hmisc_events_on. */
 void hmisc_event(struct req *r, char *msg);
 /* Publishes r's queued events and lets them leave, all within
  * REDIS_SOCKET_TIMEOUT from the call (waiting for another thread's
