@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -559,6 +560,14 @@ main(int argc, char **argv)
 	int ch, children = 1, routes = 0, fd, rc = 0, left = 0;
 	int64_t n;
 
+	/* One malloc arena for the process, not one per request thread: each
+	 * thread's arena kept its own free memory from its last requests, and
+	 * reserved 64 MiB of address space (which a host's RLIMIT_AS counts).
+	 * bench/api.sh, 4 threads, 3 rounds: RSS 0.15-0.2 MB less, CPU per
+	 * request the same (execute 101-111 against 102-106 us, the list
+	 * 117-127 against 97-133); the threads' tcaches keep them off its lock
+	 * for most calls. Before any thread starts. */
+	(void)mallopt(M_ARENA_MAX, 1);
 	memset(&api, 0, sizeof(api));
 	conn_init(&api);
 	while ((ch = getopt_long(argc, argv, "s:p:n:m:h", longopts, NULL)) != -1) {
