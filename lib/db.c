@@ -216,7 +216,7 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 	    sqlite3_wal_autocheckpoint(h, DB_AUTOCHECKPOINT_PAGES) != SQLITE_OK ||
 	    exec_simple(h, "PRAGMA journal_size_limit=67108864") != SQLITE_OK ||
 	    ((flags & DB_OPEN_SMALL_CACHE) &&
-	        exec_simple(h, "PRAGMA cache_size=-128") != SQLITE_OK)) {
+	        exec_simple(h, "PRAGMA cache_size=-64") != SQLITE_OK)) {
 		snprintf(err, errlen, "database %s: %s", path, sqlite3_errmsg(h));
 		goto fail;
 	}

@@ -53,7 +53,7 @@ fresh_database(void **state)
 	assert_int_equal(count(db, "PRAGMA cache_size"), -2000); /* SQLite's own */
 	struct db *small = db_open(path, DB_OPEN_SMALL_CACHE, 1000, err, sizeof(err));
 	assert_non_null(small);
-	assert_int_equal(count(small, "PRAGMA cache_size"), -128);
+	assert_int_equal(count(small, "PRAGMA cache_size"), -64);
 	db_close(small);
 	db_close(db);
 	db_remove(path);
