@@ -562,17 +562,16 @@ main(int argc, char **argv)
 
 	/* One malloc arena for the process, not one per request thread: each
 	 * thread's arena kept its own free memory from its last requests, and
-	 * reserved 64 MiB of address space (which a host's RLIMIT_AS counts).
-	 * bench/api.sh, 4 threads, 3 rounds: RSS 0.15-0.2 MB less, CPU per
-	 * request the same (execute 101-111 against 102-106 us, the list
-	 * 117-127 against 97-133); the threads' tcaches keep them off its lock
-	 * for most calls. And the heap's top goes back to the kernel past
-	 * 32 KiB free, not 128: with the 64 KiB page caches (lib/db.h), 0.1-0.2
-	 * MB less, CPU the same. (A fixed trim threshold also fixes the mmap
-	 * threshold at 128 KiB: a bigger block, such as a long page of logs,
-	 * is mapped and unmapped each time.) Before any thread starts. */
-	(void)mallopt(M_ARENA_MAX, 1);
-	(void)mallopt(M_TRIM_THRESHOLD, 32 * 1024);
+	 * reserved 64 MiB of address space (which a host's RLIMIT_AS counts);
+	 * the threads' tcaches keep them off its lock for most calls. And a
+	 * fixed trim threshold of 32 KiB, not glibc's, which moves up as blocks
+	 * it mapped are freed (glibc keeps M_TOP_PAD, 128 KiB, either way; a
+	 * block over 128 KiB, such as a long page of logs, is then mapped and
+	 * unmapped each time). Each measured in bench/api.sh rounds: RSS 0.1-0.2
+	 * MB less, CPU per request the same (README, "Request threads"). Before
+	 * any thread starts. */
+	if (mallopt(M_ARENA_MAX, 1) != 1 || mallopt(M_TRIM_THRESHOLD, 32 * 1024) != 1)
+		log_warnx("mallopt refused a setting (memory use will be higher)");
 	memset(&api, 0, sizeof(api));
 	conn_init(&api);
 	while ((ch = getopt_long(argc, argv, "s:p:n:m:h", longopts, NULL)) != -1) {

@@ -214,9 +214,7 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 	     * tools); db_autocheckpoint turns it off where the thread runs.
 	     * The WAL file is cut back to 64 MiB when it starts over. */
 	    sqlite3_wal_autocheckpoint(h, DB_AUTOCHECKPOINT_PAGES) != SQLITE_OK ||
-	    exec_simple(h, "PRAGMA journal_size_limit=67108864") != SQLITE_OK ||
-	    ((flags & DB_OPEN_SMALL_CACHE) &&
-	        exec_simple(h, "PRAGMA cache_size=-64") != SQLITE_OK)) {
+	    exec_simple(h, "PRAGMA journal_size_limit=67108864") != SQLITE_OK) {
 		snprintf(err, errlen, "database %s: %s", path, sqlite3_errmsg(h));
 		goto fail;
 	}
@@ -234,6 +232,11 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 			    path, v, migrate_latest());
 			goto fail;
 		}
+	}
+	/* after migrating: a migration that rebuilds a table needs more */
+	if ((flags & DB_OPEN_SMALL_CACHE) && exec_simple(h, "PRAGMA cache_size=-64") != SQLITE_OK) {
+		snprintf(err, errlen, "database %s: %s", path, sqlite3_errmsg(h));
+		goto fail;
 	}
 	return db;
 fail:

@@ -28,19 +28,13 @@ struct db;
 /* Flags for db_open. */
 #define DB_OPEN_CREATE 0x1 /* create the file (and migrate) if it does not exist */
 #define DB_OPEN_NOMIGRATE 0x2 /* do not migrate (tools that only inspect) */
-/* 64 KiB of page cache, not SQLite's 2 MiB. For etl-api, whose every
- * request thread has a connection, each of which filled its 2 MiB with the
- * same few pages (in WAL mode a commit on another connection empties the
- * cache anyway): bench/api.sh, 4 threads, 3 alternating rounds, RSS
- * 5.8-6.0 against 7.6-7.8 MB at 512 KiB, CPU per request within its noise
- * for both execute and the list. A read connection then used 32-35 KiB of
- * it; the shared connection's writes kept all of it full of old pages of
- * the jobs' indexes: 128 KiB, 3 rounds, RSS 0.4 MB less again, CPU the
- * same (execute 104-124 against 114-124 us, the list 117-147 against
- * 129-152); 64 KiB, with etl-api's trim threshold (fcgi/main.c), 4 rounds,
- * 0.1 MB less again after 120k requests and 0.2 MB after a million, CPU
- * the same (execute 106-115 against 112-119 us, the list 123-141 against
- * 130-146). Not for etl-worker: a batch of log lines dirties more pages
+/* 64 KiB of page cache (after migrating), not SQLite's 2 MiB: for etl-api,
+ * whose every request thread has a connection. In WAL mode a commit on
+ * another connection empties a connection's cache anyway; a read
+ * connection used 32-35 KiB of it under bench/api.sh, and the shared
+ * connection's writes kept any size full of old index pages. From 512 KiB
+ * to 64, RSS fell 0.5 MB with CPU per request the same (README, "Request
+ * threads"). Not for etl-worker: a batch of log lines dirties more pages
  * than that, and spilling them mid-transaction cost bench/worker.sh lines
  * 8% (at 512 KiB already). */
 #define DB_OPEN_SMALL_CACHE 0x4
