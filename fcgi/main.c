@@ -562,14 +562,17 @@ main(int argc, char **argv)
 
 	/* One malloc arena for the process, not one per request thread: each
 	 * thread's arena kept its own free memory from its last requests, and
-	 * reserved 64 MiB of address space (which a host's RLIMIT_AS counts);
-	 * the threads' tcaches keep them off its lock for most calls. And a
-	 * fixed trim threshold of 32 KiB, not glibc's, which moves up as blocks
-	 * it mapped are freed (glibc keeps M_TOP_PAD, 128 KiB, either way; a
-	 * block over 128 KiB, such as a long page of logs, is then mapped and
-	 * unmapped each time). Each measured in bench/api.sh rounds: RSS 0.1-0.2
-	 * MB less, CPU per request the same (README, "Request threads"). Before
-	 * any thread starts. */
+	 * reserved 64 MiB of address space (which a host's RLIMIT_AS counts).
+	 * And a fixed trim threshold of 32 KiB, not glibc's, which moves up as
+	 * blocks it mapped are freed (glibc keeps M_TOP_PAD, 128 KiB, either
+	 * way; a block over 128 KiB, such as a long page of logs, is then
+	 * mapped and unmapped each time). Together 0.2-0.3 MB less RSS, which
+	 * the 4 MB target needs. The cost is CPU: the threads meet on the
+	 * arena's lock for the blocks their tcaches do not hold (SQLite's
+	 * pages, libfcgi's 8 KiB buffers): bench/api.sh, 4 alternating rounds,
+	 * 116.5 us per enqueue against 108 with two arenas, whose RSS levelled
+	 * off at 4.11 MB after a million requests (one: 3.95). Before any
+	 * thread starts. */
 	if (mallopt(M_ARENA_MAX, 1) != 1 || mallopt(M_TRIM_THRESHOLD, 32 * 1024) != 1)
 		log_warnx("mallopt refused a setting (memory use will be higher)");
 	memset(&api, 0, sizeof(api));
