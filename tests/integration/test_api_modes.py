@@ -250,6 +250,16 @@ def test_events_published_and_worker_woken(menv):
         w.close()
 
 
+def test_a_host_name_in_redis_url_resolves(menv):
+    """etl-api is a static program (fcgi/module.mk): its getaddrinfo uses the
+    files and dns sources built into the static glibc. "localhost" comes
+    from /etc/hosts."""
+    port = free_port()
+    start_redis(menv, port=port)
+    p, c = start_api(menv, REDIS_ENABLED="true", REDIS_URL=f"redis://localhost:{port}/0")
+    assert c.get("/api/health")[2]["redis"] == "ok"
+
+
 def test_redis_down_never_fails_or_delays_a_request(menv):
     dead = f"redis://127.0.0.1:{free_port()}/0"
     p, c = start_api(menv, REDIS_ENABLED="true", REDIS_URL=dead, REDIS_SOCKET_TIMEOUT="2.0")
