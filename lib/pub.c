@@ -191,10 +191,11 @@ start_connect(struct pub *p)
 	p->state = PUB_CONNECTING;
 	p->connect_started = util_mono_ms();
 	/* Queued now, sent first once connected. */
-	if (p->url.password[0])
-		redisAsyncCommand(ac, on_reply, NULL, "AUTH %s", p->url.password);
-	if (p->url.db)
-		redisAsyncCommand(ac, on_reply, NULL, "SELECT %d", p->url.db);
+	if (p->url.password[0] &&
+	    redisAsyncCommand(ac, on_reply, NULL, "AUTH %s", p->url.password) == REDIS_OK)
+		p->inflight++; /* answered like a PUBLISH: pub_sync counts it */
+	if (p->url.db && redisAsyncCommand(ac, on_reply, NULL, "SELECT %d", p->url.db) == REDIS_OK)
+		p->inflight++;
 	/* Ask to be told when the socket is writable: that is when a
 	 * non-blocking connect completes. */
 	p->want.write = 1;
@@ -387,8 +388,12 @@ pub_tick(struct pub *p)
 	return 1000;
 }
 
-int
-pub_flush(struct pub *p, int timeout_ms)
+/* Waits at most timeout_ms for what is queued to leave and, when replies
+ * is set, for Redis to answer every command sent. On a timeout the
+ * connection is dropped (reconnected later): a Redis that neither takes
+ * nor answers must not make every later caller wait as long. */
+static int
+wait_out(struct pub *p, int timeout_ms, int replies)
 {
 	int64_t deadline = util_mono_ms() + timeout_ms;
 
@@ -406,7 +411,10 @@ pub_flush(struct pub *p, int timeout_ms)
 			/* Read replies already there, without waiting. */
 			if (pub_pollfd(p, &pfd) && poll(&pfd, 1, 0) > 0)
 				pub_handle(p, pfd.revents);
-			return 0;
+			if (!replies || (p->ac != NULL && p->inflight == 0))
+				return 0;
+			if (p->ac == NULL)
+				return -1; /* it closed: the answers will not come */
 		}
 		if (left <= 0)
 			break;
@@ -420,11 +428,28 @@ pub_flush(struct pub *p, int timeout_ms)
 		if (r > 0)
 			pub_handle(p, pfd.revents);
 	}
-	/* Redis is not taking our bytes: give up on them, reconnect later. */
-	log_warnx("pub: Redis did not take %lld event(s) within %d ms: dropped",
-	    (long long)p->unflushed, timeout_ms);
+	/* Redis is not taking our bytes, or not answering: give up on them,
+	 * reconnect later. */
+	if (p->unflushed)
+		log_warnx("pub: Redis did not take %lld event(s) within %d ms: dropped",
+		    (long long)p->unflushed, timeout_ms);
+	else
+		log_warnx("pub: Redis did not answer %lld command(s) within %d ms",
+		    (long long)p->inflight, timeout_ms);
 	drop_conn(p);
 	return -1;
+}
+
+int
+pub_flush(struct pub *p, int timeout_ms)
+{
+	return wait_out(p, timeout_ms, 0);
+}
+
+int
+pub_sync(struct pub *p, int timeout_ms)
+{
+	return wait_out(p, timeout_ms, 1);
 }
 
 enum pub_state

@@ -7,7 +7,8 @@
  * false, pub_open returns a publisher that drops nothing and sends nothing.
  *
  * Short-lived callers (etl-api) publish then call pub_flush(), which waits
- * at most the given time for the bytes to leave.
+ * at most the given time for the bytes to leave, or pub_sync(), which also
+ * waits for Redis to have published them.
  */
 #ifndef ETL_PUB_H
 #define ETL_PUB_H
@@ -40,6 +41,12 @@ int pub_tick(struct pub *p);
 /* Sends what is queued, waiting at most timeout_ms. Returns 0 when all left,
  * -1 otherwise (the rest is dropped and counted). */
 int pub_flush(struct pub *p, int timeout_ms);
+/* The same, and waits (within the same timeout_ms) for Redis to answer
+ * every command sent: after a 0, Redis has published every event queued
+ * so far, so a PUBLISH another client sends from now on comes after them
+ * on the channel. -1 as pub_flush, or when the answers did not come (the
+ * connection is then dropped: reconnected later). */
+int pub_sync(struct pub *p, int timeout_ms);
 
 enum pub_state { PUB_DISABLED, PUB_CONNECTING, PUB_UP, PUB_DOWN };
 enum pub_state pub_state(const struct pub *p);

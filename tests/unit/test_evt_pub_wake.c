@@ -243,6 +243,100 @@ publish_to_real_redis(void **state)
 	unsetenv("REDIS_ENABLED");
 }
 
+/* pub_sync returns once Redis has answered, SELECT (a db in the URL)
+ * counted: a PUBLISH another client sends then comes after the event. */
+static void
+sync_orders_before_another_client(void **state)
+{
+	char sock[128], err[256], url[200];
+	struct conf c;
+	(void)state;
+	pid_t rp = redis_conf("sync-", sock, sizeof(sock), &c);
+	snprintf(url, sizeof(url), "unix://%s?db=1", sock);
+	free(c.redis_url);
+	c.redis_url = xstrdup(url);
+	redisContext *sub = redisConnectUnix(sock), *other = redisConnectUnix(sock);
+	assert_true(sub != NULL && sub->err == 0 && other != NULL && other->err == 0);
+	struct timeval tv = { 5, 0 };
+	assert_int_equal(redisSetTimeout(sub, tv), REDIS_OK);
+	redisReply *r = redisCommand(sub, "SUBSCRIBE %s:ws", c.redis_channel_prefix);
+	freeReplyObject(r);
+
+	struct pub *p = pub_open(&c, err, sizeof(err));
+	assert_non_null(p);
+	for (int i = 0; i < 20; i++) {
+		char *m = evt_job_status(i, "pending", -1);
+		assert_int_equal(pub_publish(p, m), 0);
+		free(m);
+		assert_int_equal(pub_sync(p, 2000), 0);
+		r = redisCommand(other, "PUBLISH %s:ws after-%d", c.redis_channel_prefix, i);
+		freeReplyObject(r);
+		for (int k = 0; k < 2; k++) {
+			assert_int_equal(redisGetReply(sub, (void **)&r), REDIS_OK);
+			const char *got = r->element[2]->str;
+			if (k == 0)
+				assert_non_null(strstr(got, "\"pending\""));
+			else
+				assert_true(strncmp(got, "after-", 6) == 0);
+			freeReplyObject(r);
+		}
+	}
+	assert_int_equal(pub_dropped(p), 0);
+	pub_close(p);
+	redisFree(other);
+	redisFree(sub);
+	redis_stop(rp, sock);
+	conf_free(&c);
+	unsetenv("REDIS_ENABLED");
+}
+
+/* A "Redis" that takes the bytes and never answers: pub_flush is content,
+ * pub_sync gives up after its timeout and drops the connection, so that
+ * the next callers do not wait on it too. */
+static void
+sync_gives_up_on_a_mute_redis(void **state)
+{
+	char sock[96], err[256], url[200];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct conf c;
+	(void)state;
+	snprintf(sock, sizeof(sock), "/tmp/etl-unit-mute-%d.sock", (int)getpid());
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	unlink(sock);
+	int l = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(l >= 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(l, 4), 0); /* connects complete; nobody reads */
+	snprintf(url, sizeof(url), "unix://%s", sock);
+	setenv("REDIS_ENABLED", "true", 1);
+	setenv("REDIS_URL", url, 1);
+	assert_int_equal(conf_load(&c, err, sizeof(err)), 0);
+
+	struct pub *p = pub_open(&c, err, sizeof(err));
+	assert_non_null(p);
+	assert_int_equal(pub_flush(p, 2000), 0); /* the connect */
+	assert_int_equal(pub_state(p), PUB_UP);
+	assert_int_equal(pub_publish(p, "{}"), 0);
+	assert_int_equal(pub_flush(p, 2000), 0); /* left: in the socket */
+	assert_int_equal(pub_publish(p, "{}"), 0);
+	int64_t t0 = util_mono_ms();
+	assert_int_equal(pub_sync(p, 300), -1);
+	int64_t took = util_mono_ms() - t0;
+	assert_true(took >= 290 && took < 2000);
+	assert_int_equal(pub_state(p), PUB_DOWN);
+	close(l); /* a reconnect is refused from now on */
+	unlink(sock);
+	/* down: the next caller does not wait */
+	t0 = util_mono_ms();
+	assert_int_equal(pub_publish(p, "{}"), -1);
+	assert_int_equal(pub_sync(p, 300), 0);
+	assert_true(util_mono_ms() - t0 < 100);
+	pub_close(p);
+	conf_free(&c);
+	unsetenv("REDIS_ENABLED");
+	unsetenv("REDIS_URL");
+}
+
 static void
 disabled_publishes_nothing(void **state)
 {
@@ -379,6 +473,8 @@ main(void)
 		cmocka_unit_test(event_shapes),
 		cmocka_unit_test(url_parsing),
 		cmocka_unit_test_teardown(publish_to_real_redis, kill_redis),
+		cmocka_unit_test_teardown(sync_orders_before_another_client, kill_redis),
+		cmocka_unit_test(sync_gives_up_on_a_mute_redis),
 		cmocka_unit_test(disabled_publishes_nothing),
 		cmocka_unit_test_teardown(idle_connect_is_not_a_timeout, kill_redis),
 		cmocka_unit_test(wake_roundtrip),
