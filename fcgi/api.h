@@ -30,9 +30,10 @@ struct conn_member;
 
 /* One etl-api process: made once (after fork), used by every request of
  * its threads. conf, secret_len, long_lived and started_ms are read-only
- * once serving; db and wake are used only by the thread holding the
- * connection (conn.h), which also guards the batch fields; pub only under
- * pub_mu, after the connection is given back (Redis may be slow). */
+ * once serving; db is used only by the thread holding the connection
+ * (conn.h), which also guards the batch fields; pub only under pub_mu,
+ * after the connection is given back (Redis may be slow); wake only under
+ * wake_mu (conn_wake). */
 struct api {
 	struct conf conf;
 	size_t secret_len;
@@ -42,6 +43,7 @@ struct api {
 	struct pub *pub; /* used under pub_mu only (h_misc.c), not the connection */
 	pthread_mutex_t pub_mu;
 	struct wake_sender *wake; /* to the workers' wake-up sockets (wake.h) */
+	pthread_mutex_t wake_mu;
 	int64_t started_ms;
 	atomic_llong requests; /* served by this process */
 
@@ -102,6 +104,7 @@ struct req {
 
 	char **events; /* to publish once the request is answered (hmisc_event) */
 	size_t nevents;
+	int wake; /* wake the workers once the events are out (hmisc_wake_after) */
 	struct buf xhdr; /* extra response headers, "Name: value\r\n" each */
 	int responded;
 	int status;

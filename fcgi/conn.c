@@ -35,7 +35,9 @@ struct conn_member {
 void
 conn_init(struct api *api)
 {
-	if (pthread_mutex_init(&api->mu, NULL) != 0 || pthread_mutex_init(&api->pub_mu, NULL) != 0)
+	if (pthread_mutex_init(&api->mu, NULL) != 0 ||
+	    pthread_mutex_init(&api->pub_mu, NULL) != 0 ||
+	    pthread_mutex_init(&api->wake_mu, NULL) != 0)
 		fatalx("conn: cannot make a mutex");
 	atomic_init(&api->waiting, 0);
 }
@@ -43,8 +45,18 @@ conn_init(struct api *api)
 void
 conn_destroy(struct api *api)
 {
+	pthread_mutex_destroy(&api->wake_mu);
 	pthread_mutex_destroy(&api->pub_mu);
 	pthread_mutex_destroy(&api->mu);
+}
+
+void
+conn_wake(struct api *api)
+{
+	pthread_mutex_lock(&api->wake_mu);
+	int n = wake_sender_notify(api->wake);
+	pthread_mutex_unlock(&api->wake_mu);
+	log_debug("woke %d worker(s)", n);
 }
 
 void
@@ -70,12 +82,11 @@ batch_end(struct api *api, enum db_rc rc)
 	} else if (rc == DB_OK) {
 		rc = DB_ERROR; /* the transaction ended under us */
 	}
-	if (rc == DB_OK && api->batch != NULL) {
-		/* once per batch (an idempotent replay in it wakes them for
-		 * nothing: harmless, a worker finds no new job) */
-		int n = wake_sender_notify(api->wake);
-		log_debug("woke %d worker(s)", n);
-	}
+	/* once per batch (an idempotent replay in it wakes them for nothing:
+	 * harmless, a worker finds no new job); with events on, each member
+	 * does it after its events (hmisc_wake_after) */
+	if (rc == DB_OK && api->batch != NULL && !api->conf.redis_enabled)
+		conn_wake(api);
 	if (api->batch_size > 1)
 		log_debug("batch of %d committed (rc=%d)", api->batch_size, (int)rc);
 	/* a member's frame is gone once it is posted: read next first */

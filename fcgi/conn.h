@@ -17,7 +17,9 @@
  * own (its failure undoes only itself), and a member leaves it open for
  * the next only when another thread is already waiting for the
  * connection; otherwise it commits, wakes the workers once for the whole
- * batch, and every member gets the commit's result before it answers.
+ * batch (unless events are on: then each member wakes them once its
+ * events are out, hmisc_wake_after), and every member gets the commit's
+ * result before it answers.
  * Nothing is acknowledged before it is committed. Any other use of the
  * connection commits an open batch first (conn_settle), so nothing else
  * ever reads or writes inside it.
@@ -39,6 +41,8 @@ void conn_take(struct api *api);
 void conn_give(struct api *api);
 /* Commits an open batch: before any use of the connection but joining it. */
 void conn_settle(struct api *api);
+/* Wakes the workers (any thread; the sender has a lock of its own). */
+void conn_wake(struct api *api);
 
 /*
  * Runs fn(api->db, arg) as a member of the batch (opening one when none is
@@ -46,8 +50,8 @@ void conn_settle(struct api *api);
  * fn's error when fn failed (its part undone, the rest of the batch
  * unharmed); else the commit's result, once the batch is committed: DB_OK
  * means fn's changes are durable as far as SQLite's synchronous=NORMAL
- * makes any commit, and the workers were woken. A member that waits for
- * the commit waits without the connection.
+ * makes any commit, and, with events off, that the workers were woken. A
+ * member that waits for the commit waits without the connection.
  */
 enum db_rc conn_batch(struct api *api, enum db_rc (*fn)(struct db *db, void *arg), void *arg);
 

@@ -1,10 +1,11 @@
 /*
  * h_jobs: enqueue, list, read, logs and cancel. The API never starts a job
  * (the worker acquires them); after a committed enqueue or cancel it
- * publishes the events (job_status, and the sistemas' status) and wakes
- * the workers through the local wake-up sockets, so a job starts without
- * waiting for the worker's next poll. Publishing is bounded by
- * REDIS_SOCKET_TIMEOUT and never fails the request.
+ * publishes the events (job_status, and the sistemas' status) and then
+ * wakes the workers through the local wake-up sockets, so a job starts
+ * without waiting for the worker's next poll (hmisc_wake_after).
+ * Publishing is bounded by REDIS_SOCKET_TIMEOUT and never fails the
+ * request.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -22,7 +23,6 @@
 #include "resp.h"
 #include "route.h"
 #include "sist.h"
-#include "wake.h"
 
 #define IDEM_MAX_LEN 200
 #define LOGS_DEFAULT_LIMIT 200
@@ -128,14 +128,6 @@ publish_sistemas(struct req *r, const struct job *j)
 	}
 }
 
-static void
-wake_workers(struct api *api)
-{
-	int n = wake_sender_notify(api->wake);
-
-	log_debug("woke %d worker(s)", n);
-}
-
 /* jobq_enqueue_in's arguments and results, for conn_batch. */
 struct enqueue {
 	const char *const *ids;
@@ -225,6 +217,7 @@ hjobs_execute(struct req *r)
 			for (int i = 0; i < n; i++)
 				if (e.mask & (1ULL << i))
 					hmisc_event(r, evt_status(ids[i], "PENDING", 0, NULL));
+			hmisc_wake_after(r); /* the commit did not, with events on */
 		}
 	}
 	o = json_object_new_object();
@@ -304,7 +297,6 @@ hjobs_logs(struct req *r)
 void
 hjobs_cancel(struct req *r)
 {
-	struct api *api = r->api;
 	enum jobq_cancel_result res;
 	struct job j = { 0 };
 	int64_t id;
@@ -324,12 +316,12 @@ hjobs_cancel(struct req *r)
 			hmisc_event(r, evt_job_status(id, "cancelled", j.worker_slot));
 			publish_sistemas(r, &j);
 		}
-		wake_workers(api);
+		hmisc_wake_after(r);
 		resp_json(r, 200, jobq_job_json(&j));
 		break;
 	case JOBQ_CANCEL_REQUESTED:
 		log_info("job=%lld cancel requested by %s", (long long)id, r->user.username);
-		wake_workers(api);
+		hmisc_wake_after(r);
 		resp_json(r, 202, jobq_job_json(&j));
 		break;
 	case JOBQ_CANCEL_FINISHED:

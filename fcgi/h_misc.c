@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include "conn.h"
 #include "db.h"
 #include "handlers.h"
 #include "jobq.h"
@@ -58,6 +59,15 @@ hmisc_event(struct req *r, char *msg)
 	r->events[r->nevents++] = msg;
 }
 
+void
+hmisc_wake_after(struct req *r)
+{
+	if (hmisc_events_on(r))
+		r->wake = 1;
+	else
+		conn_wake(r->api);
+}
+
 /* pub_mu, waiting until deadline (mono ms) at most. Returns 0 or -1. */
 static int
 lock_pub(struct api *api, int64_t deadline)
@@ -82,7 +92,7 @@ hmisc_send_events(struct req *r)
 	size_t i;
 
 	if (r->nevents == 0) /* most requests */
-		return;
+		goto wake;
 	deadline = util_mono_ms() + flush_ms(api);
 	if (lock_pub(api, deadline) != 0) {
 		log_debug("%zu event(s) dropped: another request is waiting on redis", r->nevents);
@@ -92,8 +102,11 @@ hmisc_send_events(struct req *r)
 		for (i = 0; i < r->nevents; i++)
 			if (pub_publish(api->pub, r->events[i]) != 0)
 				log_debug("event dropped (redis %s)", pub_state_name(api->pub));
+		/* published, not only sent, before the workers are woken:
+		 * bytes in our socket (or a proxy's) could still reach Redis
+		 * after a worker's "running" */
 		left = (int)(deadline - util_mono_ms());
-		if (pub_flush(api->pub, left > 0 ? left : 0) != 0)
+		if (pub_sync(api->pub, left > 0 ? left : 0) != 0)
 			log_warnx("events not delivered within %d ms", flush_ms(api));
 		pthread_mutex_unlock(&api->pub_mu);
 	}
@@ -102,6 +115,10 @@ hmisc_send_events(struct req *r)
 	free(r->events);
 	r->events = NULL;
 	r->nevents = 0;
+wake:
+	if (r->wake)
+		conn_wake(api);
+	r->wake = 0;
 }
 
 int

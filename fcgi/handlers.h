@@ -66,9 +66,19 @@ int hmisc_events_on(const struct req *r);
  * request is answered and the connection given back (hmisc_send_events).
  * Only called when hmisc_events_on. */
 void hmisc_event(struct req *r, char *msg);
-/* Publishes r's queued events and lets them leave, all within
- * REDIS_SOCKET_TIMEOUT from the call (waiting for another thread's
- * publishing included: past it they are dropped). route.c calls it. */
+/*
+ * Wakes the workers after a change that may start or stop a job (an
+ * enqueue, a cancel). With events off, now. With events on, once the
+ * request's events are published (hmisc_send_events): a worker woken
+ * earlier could start the job and publish its "running" before the API's
+ * "pending" reached Redis, and a dashboard would then show a running job
+ * as pending.
+ */
+void hmisc_wake_after(struct req *r);
+/* Publishes r's queued events and waits until Redis has published them,
+ * all within REDIS_SOCKET_TIMEOUT from the call (waiting for another
+ * thread's publishing included: past it they are dropped); then wakes the
+ * workers if hmisc_wake_after asked. route.c calls it. */
 void hmisc_send_events(struct req *r);
 /* Parses a query integer in [min, max] (default def when absent). Returns 0,
  * or -1 after a 422 naming the parameter. */
