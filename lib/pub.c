@@ -36,7 +36,7 @@ struct pub {
 	int64_t connect_started; /* mono ms */
 	int64_t retry_at; /* mono ms; 0: now */
 	int backoff; /* ms */
-	int64_t inflight; /* PUBLISHes without a reply yet */
+	int64_t inflight; /* commands sent (AUTH, SELECT, PUBLISH), no reply yet */
 	int64_t unflushed; /* PUBLISHes queued since the buffer was last empty */
 	int64_t published, dropped;
 };
@@ -112,7 +112,9 @@ on_connect(const redisAsyncContext *ac, int status)
 	}
 	log_info("pub: connected to Redis");
 	p->state = PUB_UP;
-	p->backoff = PUB_BACKOFF_MIN;
+	/* the back-off starts again at its minimum only once Redis answers
+	 * (on_reply): one that takes connections and never answers would
+	 * otherwise be tried again, and waited for, every 100 ms */
 }
 
 static void
@@ -142,6 +144,7 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
 		return;
 	if (p->inflight > 0)
 		p->inflight--;
+	p->backoff = PUB_BACKOFF_MIN;
 	if (reply && reply->type == REDIS_REPLY_ERROR)
 		log_warnx("pub: Redis error: %.*s", (int)(reply->len > 200 ? 200 : reply->len),
 		    reply->str);
@@ -399,22 +402,27 @@ wait_out(struct pub *p, int timeout_ms, int replies)
 
 	if (!p->enabled)
 		return 0;
+	/* anything to wait for? (a connection lost meanwhile loses it) */
+	int owed =
+	    p->ac != NULL && (obuf_len(p) > 0 || p->unflushed > 0 || (replies && p->inflight > 0));
 	for (;;) {
 		struct pollfd pfd;
 		int64_t left = deadline - util_mono_ms();
 
 		pub_tick(p);
 		if (p->ac == NULL)
-			return p->unflushed ? -1 : 0;
+			return owed ? -1 : 0;
 		if (p->state == PUB_UP && obuf_len(p) == 0) {
 			p->unflushed = 0;
 			/* Read replies already there, without waiting. */
 			if (pub_pollfd(p, &pfd) && poll(&pfd, 1, 0) > 0)
 				pub_handle(p, pfd.revents);
-			if (!replies || (p->ac != NULL && p->inflight == 0))
-				return 0;
+			if (!replies)
+				return 0; /* left: a close now does not unsend it */
 			if (p->ac == NULL)
-				return -1; /* it closed: the answers will not come */
+				return owed ? -1 : 0;
+			if (p->inflight == 0)
+				return 0;
 		}
 		if (left <= 0)
 			break;

@@ -324,6 +324,22 @@ sync_gives_up_on_a_mute_redis(void **state)
 	int64_t took = util_mono_ms() - t0;
 	assert_true(took >= 290 && took < 2000);
 	assert_int_equal(pub_state(p), PUB_DOWN);
+	/* It connects again (the listener takes it) after its back-off, and
+	 * the connect does not reset the back-off, Redis having never
+	 * answered: after the next failure the retry waits twice as long
+	 * (150-250 ms with the jitter, not 75-125). */
+	for (int round = 0; round < 2; round++) {
+		int64_t down = util_mono_ms();
+		while (pub_state(p) != PUB_UP && util_mono_ms() - down < 3000) {
+			(void)pub_flush(p, 50);
+			usleep(2000);
+		}
+		assert_int_equal(pub_state(p), PUB_UP);
+		if (round == 1)
+			assert_true(util_mono_ms() - down >= 140);
+		assert_int_equal(pub_publish(p, "{}"), 0);
+		assert_int_equal(pub_sync(p, 100), -1);
+	}
 	close(l); /* a reconnect is refused from now on */
 	unlink(sock);
 	/* down: the next caller does not wait */
