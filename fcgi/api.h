@@ -139,5 +139,8 @@ int req_is_json(const struct req *r);
 
 /* Writes n bytes of the response. Returns 0 or -1. */
 int req_write(struct req *r, const char *p, size_t n);
+/* Sends what is written so far to the web server now (the rest, and the
+ * end of the request, go at its finish). */
+void req_flush(struct req *r);
 
 #endif

@@ -93,6 +93,10 @@ hmisc_send_events(struct req *r)
 
 	if (r->nevents == 0) /* most requests */
 		goto wake;
+	/* the answer is complete: it need not wait for Redis (the web server
+	 * passes it on with its Content-Length; the end of the request, after
+	 * the events, only frees the connection) */
+	req_flush(r);
 	deadline = util_mono_ms() + flush_ms(api);
 	if (lock_pub(api, deadline) != 0) {
 		log_debug("%zu event(s) dropped: another request is waiting on redis", r->nevents);

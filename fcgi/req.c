@@ -336,6 +336,15 @@ req_read_body(struct req *r, size_t max)
 	return 0;
 }
 
+void
+req_flush(struct req *r)
+{
+	if (r->cgi)
+		(void)fflush(stdout);
+	else
+		(void)FCGX_FFlush(r->out);
+}
+
 int
 req_write(struct req *r, const char *p, size_t n)
 {

@@ -268,3 +268,50 @@ def populate(client):
         tokens[{"oper": "operator", "view": "viewer"}[name]] = client.token
     client.token = None
     return tokens
+
+
+class Subscriber:
+    """A raw RESP subscriber on a unix socket (no redis-py needed)."""
+
+    def __init__(self, path, channel):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(path)
+        self.s.settimeout(5)
+        self.buf = b""
+        ch = channel.encode()
+        self.s.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(ch), ch))
+        assert self.message()[0] == b"subscribe"
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self.buf += self.s.recv(65536)
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _value(self):
+        line = self._line()
+        if line[:1] == b"*":
+            return [self._value() for _ in range(int(line[1:]))]
+        if line[:1] == b"$":
+            n = int(line[1:])
+            while len(self.buf) < n + 2:
+                self.buf += self.s.recv(65536)
+            v, self.buf = self.buf[:n], self.buf[n + 2:]
+            return v
+        return line[1:]
+
+    def message(self):
+        return self._value()
+
+    def close(self):
+        self.s.close()
+
+
+def start_api(env, *args, **envover):
+    """etl-api -p on a free port (args and environment overrides added);
+    returns (proc, Fcgi client) once it answers."""
+    port = free_port()
+    p = env.start([binary("etl-api"), "-p", f"127.0.0.1:{port}", *args], "etl-api", env=envover)
+    c = Fcgi(("127.0.0.1", port))
+    wait_for(lambda: c.get("/api/health")[0] in (200, 404, 503), what="etl-api -p")
+    return p, c

@@ -8,7 +8,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import threading
 import time
 
 import warnings
@@ -23,7 +22,8 @@ with warnings.catch_warnings():
         crypt = None
 
 from harness import SECRET, binary, free_port, start_redis, wait_for
-from harness_web import ADMIN, ADMIN_PW, Fcgi, db_fingerprint, make_env, populate
+from harness_web import (ADMIN, ADMIN_PW, Fcgi, Subscriber, db_fingerprint, make_env,
+                         populate, start_api)
 
 
 @pytest.fixture
@@ -31,14 +31,6 @@ def menv():
     e = make_env()
     yield e
     e.close()
-
-
-def start_api(env, *args, **envover):
-    port = free_port()
-    p = env.start([binary("etl-api"), "-p", f"127.0.0.1:{port}", *args], "etl-api", env=envover)
-    c = Fcgi(("127.0.0.1", port))
-    wait_for(lambda: c.get("/api/health")[0] in (200, 404, 503), what="etl-api -p")
-    return p, c
 
 
 def children(pid):
@@ -180,43 +172,6 @@ def test_unusable_database_health_503(menv):
     assert "/nonexistent" not in js["detail"]
 
 
-class Subscriber:
-    """A raw RESP subscriber on a unix socket (no redis-py needed)."""
-
-    def __init__(self, path, channel):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.connect(path)
-        self.s.settimeout(5)
-        self.buf = b""
-        ch = channel.encode()
-        self.s.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(ch), ch))
-        assert self.message()[0] == b"subscribe"
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            self.buf += self.s.recv(65536)
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _value(self):
-        line = self._line()
-        if line[:1] == b"*":
-            return [self._value() for _ in range(int(line[1:]))]
-        if line[:1] == b"$":
-            n = int(line[1:])
-            while len(self.buf) < n + 2:
-                self.buf += self.s.recv(65536)
-            v, self.buf = self.buf[:n], self.buf[n + 2:]
-            return v
-        return line[1:]
-
-    def message(self):
-        return self._value()
-
-    def close(self):
-        self.s.close()
-
-
 def test_events_published_and_worker_woken(menv):
     import json
     _, url = start_redis(menv)
@@ -249,155 +204,6 @@ def test_events_published_and_worker_woken(menv):
     finally:
         sub.close()
         w.close()
-
-
-class SlowLink:
-    """A TCP proxy to a unix-socket Redis that holds each chunk its client
-    sends for `delay` seconds (answers pass at once): a Redis far away, or
-    behind a loaded proxy. Bytes the client has sent are not yet Redis's."""
-
-    def __init__(self, path, delay):
-        self.path, self.delay = path, delay
-        self.l = socket.socket()
-        self.l.bind(("127.0.0.1", 0))
-        self.l.listen(8)
-        self.port = self.l.getsockname()[1]
-        self.socks = [self.l]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.l.accept()
-            except OSError:
-                return
-            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            u.connect(self.path)
-            self.socks += [c, u]
-            threading.Thread(target=self._pipe, args=(c, u, self.delay), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c, 0), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src, dst, delay):
-        while True:
-            try:
-                b = src.recv(65536)
-            except OSError:
-                b = b""
-            if not b:
-                break
-            time.sleep(delay)
-            try:
-                dst.sendall(b)
-            except OSError:
-                break
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        for s in self.socks:
-            s.close()
-
-
-def redis_publish(path, channel, msg):
-    """PUBLISH over a fresh unix-socket connection; returns the reply line."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(path)
-        s.settimeout(5)
-        args = [b"PUBLISH", channel.encode(), msg.encode()]
-        s.sendall(b"*3\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
-        return s.recv(64)
-
-
-def test_workers_are_woken_only_once_the_events_are_published(menv):
-    """A woken worker publishes its own events at once (a job's running).
-    They must not reach the channel before the API's (its pending, or a
-    cancel's cancelled and IDLE), or a dashboard shows a running job as
-    pending. So, with events on, the API wakes the workers only once Redis
-    has answered its PUBLISHes. Here the API reaches Redis through a link
-    that holds its commands 0.3 s, and a stand-in worker publishes a marker
-    straight to Redis the moment it is woken: every event of the request
-    comes before the marker."""
-    import json
-    redis, url = start_redis(menv)
-    path = url[len("unix://"):]
-    link = SlowLink(path, 0.3)
-    wake_dir = menv.env["ETL_WAKE_DIR"]
-    os.makedirs(wake_dir, exist_ok=True)
-    w = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    w.bind(os.path.join(wake_dir, "worker-4243.sock"))
-    w.settimeout(10)
-    p, c = start_api(menv, REDIS_ENABLED="true", REDIS_URL=f"redis://127.0.0.1:{link.port}/0",
-                     REDIS_SOCKET_TIMEOUT="5")
-    tokens = populate(c)
-    sub = Subscriber(path, "etl:ws")
-    try:
-        wait_for(lambda: c.get("/api/health")[2]["redis"] == "ok", what="redis up")
-        jid = None
-        for step in ("execute", "cancel"):
-            out = {}
-
-            def call():
-                a = Fcgi(c.addr)
-                a.token = tokens["operator"]
-                if step == "execute":
-                    out["r"] = a.post("/api/execute", {"sistemas": ["amplis"]})
-                else:
-                    out["r"] = a.post(f"/api/jobs/{jid}/cancel")
-
-            t = threading.Thread(target=call)
-            t.start()
-            assert w.recv(16) == b"w"
-            assert redis_publish(path, "etl:ws", '{"type":"marker"}').startswith(b":")
-            t.join(30)
-            assert out["r"][0] == (202 if step == "execute" else 200), out
-            got = []
-            while not got or got[-1]["type"] != "marker":
-                got.append(json.loads(sub.message()[2]))
-            kinds = [(m["type"], m.get("payload", {}).get("status")) for m in got]
-            if step == "execute":
-                jid = out["r"][2]["job_id"]
-                assert kinds == [("job_status", "pending"), ("status", "PENDING"),
-                                 ("marker", None)], kinds
-            else:
-                assert kinds == [("job_status", "cancelled"), ("status", "IDLE"),
-                                 ("marker", None)], kinds
-    finally:
-        sub.close()
-        w.close()
-        link.close()
-
-
-def test_a_mute_redis_delays_the_wake_up_by_its_timeout_at_most(menv):
-    """A Redis that takes the API's commands and never answers: the
-    enqueue is answered, and the workers woken, within about
-    REDIS_SOCKET_TIMEOUT (the publisher then drops the connection and
-    reconnects later)."""
-    mute = socket.socket()
-    mute.bind(("127.0.0.1", 0))
-    mute.listen(8)  # connects complete; nobody reads or answers
-    wake_dir = menv.env["ETL_WAKE_DIR"]
-    os.makedirs(wake_dir, exist_ok=True)
-    w = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    w.bind(os.path.join(wake_dir, "worker-4244.sock"))
-    w.settimeout(10)
-    try:
-        p, c = start_api(menv, REDIS_ENABLED="true", REDIS_SOCKET_TIMEOUT="1.0",
-                         REDIS_URL="redis://127.0.0.1:%d/0" % mute.getsockname()[1])
-        tokens = populate(c)
-        c.token = tokens["operator"]
-        t0 = time.monotonic()
-        assert c.post("/api/execute", {"sistemas": ["amplis"]})[0] == 202
-        assert w.recv(16) == b"w"
-        took = time.monotonic() - t0
-        assert 0.9 <= took < 3.0, took
-        wait_for(lambda: "did not answer" in p.log(), what="the log line", timeout=2)
-    finally:
-        w.close()
-        mute.close()
 
 
 def test_a_host_name_in_redis_url_resolves(menv):

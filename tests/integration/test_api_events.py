@@ -1,0 +1,177 @@
+"""Events and the worker wake-up, in the order a dashboard needs them: with
+REDIS_ENABLED, etl-api wakes the workers only once Redis has published the
+request's events (a woken worker publishes its own at once), answers the
+client before it waits on Redis, and waits on a Redis that never answers
+REDIS_SOCKET_TIMEOUT at most."""
+import json
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from harness import start_redis, wait_for
+from harness_web import Fcgi, Subscriber, WebStack, make_env, populate, start_api
+from harness_wsd import Redis
+
+
+@pytest.fixture
+def menv():
+    e = make_env()
+    yield e
+    e.close()
+
+
+class SlowLink:
+    """A TCP proxy to a unix-socket Redis that holds each chunk its client
+    sends for `delay` seconds (answers pass at once): a Redis far away, or
+    behind a loaded proxy. Bytes the client has sent are not yet Redis's."""
+
+    def __init__(self, path, delay):
+        self.path, self.delay = path, delay
+        self.l = socket.socket()
+        self.l.bind(("127.0.0.1", 0))
+        self.l.listen(8)
+        self.port = self.l.getsockname()[1]
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.l.accept()
+                u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                u.connect(self.path)
+            except OSError:
+                return
+            self.socks += [c, u]
+            threading.Thread(target=self._pipe, args=(c, u, self.delay), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c, 0), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst, delay):
+        while True:
+            try:
+                b = src.recv(65536)
+            except OSError:
+                b = b""
+            if not b:
+                break
+            time.sleep(delay)
+            try:
+                dst.sendall(b)
+            except OSError:
+                break
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        # shutdown wakes the threads blocked in accept and recv; close alone would not
+        for s in [self.l] + self.socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def wake_socket(env, pid):
+    """A stand-in worker's wake-up socket in the env's ETL_WAKE_DIR."""
+    d = env.env["ETL_WAKE_DIR"]
+    os.makedirs(d, exist_ok=True)
+    w = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    w.bind(os.path.join(d, f"worker-{pid}.sock"))
+    os.chmod(os.path.join(d, f"worker-{pid}.sock"), 0o666)  # etl-api may run as www-data
+    w.settimeout(10)
+    return w
+
+
+def test_workers_are_woken_only_once_the_events_are_published(menv):
+    """A woken worker publishes its own events at once (a job's running).
+    They must not reach the channel before the API's (its pending, or a
+    cancel's cancelled and IDLE), or a dashboard shows a running job as
+    pending. So, with events on, the API wakes the workers only once Redis
+    has answered its PUBLISHes. Here the API reaches Redis through a link
+    that holds its commands 0.3 s, and a stand-in worker publishes a marker
+    straight to Redis the moment it is woken: every event of the request
+    comes before the marker. (Waiting only for the bytes to leave would
+    not do: they would still be in the link.)"""
+    redis, url = start_redis(menv)
+    path = url[len("unix://"):]
+    link = SlowLink(path, 0.3)
+    w = wake_socket(menv, 4243)
+    p, c = start_api(menv, REDIS_ENABLED="true", REDIS_URL=f"redis://127.0.0.1:{link.port}/0",
+                     REDIS_SOCKET_TIMEOUT="5")
+    tokens = populate(c)
+    sub = Subscriber(path, "etl:ws")
+    direct = Redis(url)  # the stand-in worker's own connection
+    try:
+        wait_for(lambda: c.get("/api/health")[2]["redis"] == "ok", what="redis up")
+        jid = None
+        for step in ("execute", "cancel"):
+            out = {}
+
+            def call():
+                a = Fcgi(c.addr)
+                a.token = tokens["operator"]
+                if step == "execute":
+                    out["r"] = a.post("/api/execute", {"sistemas": ["amplis"]})
+                else:
+                    out["r"] = a.post(f"/api/jobs/{jid}/cancel")
+
+            t = threading.Thread(target=call)
+            t.start()
+            assert w.recv(16) == b"w"
+            direct.publish({"type": "marker"})
+            t.join(30)
+            assert out["r"][0] == (202 if step == "execute" else 200), out
+            got = []
+            while not got or got[-1]["type"] != "marker":
+                got.append(json.loads(sub.message()[2]))
+            kinds = [(m["type"], m.get("payload", {}).get("status")) for m in got]
+            if step == "execute":
+                jid = out["r"][2]["job_id"]
+                assert kinds == [("job_status", "pending"), ("status", "PENDING"),
+                                 ("marker", None)], kinds
+            else:
+                assert kinds == [("job_status", "cancelled"), ("status", "IDLE"),
+                                 ("marker", None)], kinds
+    finally:
+        direct.close()
+        sub.close()
+        w.close()
+        link.close()
+
+
+def test_a_mute_redis_delays_the_wake_up_not_the_answer():
+    """A Redis that takes the API's commands and never answers. Through
+    lighttpd the client has its answer at once (etl-api sends it before it
+    publishes; Apache's mod_proxy_fcgi passes it on only at the end of the
+    request, README); the workers are woken about REDIS_SOCKET_TIMEOUT
+    later (not never: the publisher then gives up on that connection)."""
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)  # connects complete; nobody reads or answers
+    env = make_env(REDIS_ENABLED="true", REDIS_SOCKET_TIMEOUT="1.5",
+                   REDIS_URL="redis://127.0.0.1:%d/0" % mute.getsockname()[1])
+    w = wake_socket(env, 4244)
+    try:
+        stack = WebStack("lighttpd", env).start()
+        c = stack.http()
+        tokens = populate(c)
+        c.token = tokens["operator"]
+        t0 = time.monotonic()
+        st, _, js, _ = c.post("/api/execute", {"sistemas": ["amplis"]})
+        answered = time.monotonic() - t0
+        assert st == 202, js
+        assert w.recv(16) == b"w"
+        woken = time.monotonic() - t0
+        assert answered < 1.0 and 1.2 <= woken < 5.0, (answered, woken)
+    finally:
+        w.close()
+        mute.close()
+        env.close()
