@@ -435,6 +435,37 @@ scenarios.xss = async (b) => {
   return { job: jobId };
 };
 
+/** An event that would move a job back (the API's `pending` after a
+ *  worker's `running` or `completed`: events from different processes need
+ *  not arrive in order) changes neither the job's row nor its detail, not
+ *  even for a moment. A later event on the same channel (a sistema's
+ *  message) shows the page has handled it. */
+scenarios.stale = async (b) => {
+  const { page } = b;
+  await login(page, 'operator');
+  const jobId = await executeFromPage(page, ['amplis'], { lines: 1 });
+  await waitDetailStatus(page, 'Concluído', 60000);
+  await page.locator(`#jobs-body tr[data-id="${jobId}"] .badge`, { hasText: 'Concluído' }).waitFor();
+  await page.evaluate((id) => {
+    window.__seen = new Set();
+    const note = () => {
+      const row = document.querySelector(`#jobs-body tr[data-id="${id}"] .badge`);
+      window.__seen.add(`row ${row ? row.textContent : '(none)'}`);
+      window.__seen.add(`detail ${document.getElementById('detail-status').textContent}`);
+    };
+    new MutationObserver(note).observe(document.body, { subtree: true, childList: true, characterData: true });
+  }, jobId);
+  await ctl('publish', { event: { type: 'job_status', payload: { job_id: jobId, status: 'pending', worker_slot: null } } });
+  await ctl('publish', { event: { type: 'status', payload: { sistema_id: 'maps', status: 'IDLE', progresso: 0, mensagem: 'after-the-stale-event' } } });
+  await page.locator('.sist[data-id="maps"] .sist-msg', { hasText: 'after-the-stale-event' }).waitFor();
+  await sleep(500); // and the reload the job event scheduled
+  const seen = await page.evaluate(() => [...window.__seen]);
+  assert.deepEqual(seen.filter((x) => !x.endsWith('Concluído')), [], `the job moved back: ${seen}`);
+  assert.equal(await page.locator('#detail-status').textContent(), 'Concluído');
+  await checkClean(b);
+  return { job: jobId };
+};
+
 /** A viewer sees everything but no execute or cancel control. */
 scenarios.viewer = async (b) => {
   const { page } = b;

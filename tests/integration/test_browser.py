@@ -122,6 +122,9 @@ def control(stack, req):
             u = USERS["operator"]["username"]
             return {"ok": True, "token": make_token(sub=u, role="operator", ttl=ttl),
                     "exp": int(time.time()) + ttl}
+        if cmd == "publish":  # an event on the channel, as any component would
+            stack.redis.publish(req["event"])
+            return {"ok": True}
         if cmd == "enqueue":
             c = stack.login("operator")
             ids = []
@@ -243,6 +246,10 @@ def test_browser_wsd_restart_mid_job_no_lost_or_repeated_line(stack):
 
 def test_browser_markup_in_log_and_names_is_text(stack):
     run_scenario(stack, "xss")
+
+
+def test_browser_ignores_an_event_that_moves_a_job_back(stack):
+    run_scenario(stack, "stale")
 
 
 def test_browser_viewer_sees_no_execute_or_cancel(stack):

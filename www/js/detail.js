@@ -6,7 +6,7 @@
 // catchUp(), one at a time, until REST has nothing newer.
 
 import * as api from './api.js';
-import { h, JOB_STATUS, fmtDate, fmtDuration, jobDuration, since, isActiveJob } from './fmt.js';
+import { h, JOB_STATUS, fmtDate, fmtDuration, jobDuration, since, isActiveJob, isStaleStatus } from './fmt.js';
 import { LogView } from './logview.js';
 
 const $ = (id) => document.getElementById(id);
@@ -115,7 +115,8 @@ export class JobDetail {
   /** A job_status/job_complete event for the open job. */
   applyEvent(p) {
     if (!this.job || p.job_id !== this.id) return;
-    this.setJob({ ...this.job, status: p.status || this.job.status, ...('duracao_segundos' in p ? { duracao_segundos: p.duracao_segundos } : {}) });
+    const status = p.status && !isStaleStatus(this.job.status, p.status) ? p.status : this.job.status;
+    this.setJob({ ...this.job, status, ...('duracao_segundos' in p ? { duracao_segundos: p.duracao_segundos } : {}) });
   }
 
   /** A `log` event: appended if it is the next line, else a catch-up. */

@@ -43,6 +43,14 @@ export const ROLE = { viewer: 'leitura', operator: 'operador', admin: 'administr
 
 export const isActiveJob = (st) => st === 'pending' || st === 'running';
 
+// A job only moves forward: pending, running, then one of the ends.
+const JOB_STAGE = { pending: 0, running: 1, completed: 2, error: 2, cancelled: 2 };
+
+/** Whether an event's status would move a job back (the API's `pending`
+ *  reaching the page after a worker's `running`: events from different
+ *  processes need not arrive in order). Such an event is stale. */
+export const isStaleStatus = (cur, next) => (JOB_STAGE[next] ?? 0) < (JOB_STAGE[cur] ?? 0);
+
 const dateFmt = new Intl.DateTimeFormat('pt-BR', {
   day: '2-digit', month: '2-digit', year: 'numeric',
   hour: '2-digit', minute: '2-digit', second: '2-digit',

@@ -5,7 +5,7 @@
 // in place from REST answers and live events; names and messages are text.
 
 import {
-  h, SISTEMA_STATUS, JOB_STATUS, fmtDate, fmtDuration, fmtClock, since, jobDuration, isActiveJob, nf,
+  h, SISTEMA_STATUS, JOB_STATUS, fmtDate, fmtDuration, fmtClock, since, jobDuration, isActiveJob, isStaleStatus, nf,
 } from './fmt.js';
 
 const $ = (id) => document.getElementById(id);
@@ -215,7 +215,7 @@ export class JobsPanel {
   applyEvent(p) {
     const j = this.byId(p.job_id);
     if (!j) return false;
-    if (p.status) j.status = p.status;
+    if (p.status && !isStaleStatus(j.status, p.status)) j.status = p.status;
     if ('duracao_segundos' in p) j.duracao_segundos = p.duracao_segundos;
     if ('worker_slot' in p) j.worker_slot = p.worker_slot;
     this.render();
