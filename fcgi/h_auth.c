@@ -22,6 +22,7 @@
 #include "log.h"
 #include "pw.h"
 #include "resp.h"
+#include "route.h"
 #include "tok.h"
 #include "users.h"
 
@@ -246,6 +247,37 @@ password_ok(struct req *r, const char *pass, const char *hash)
 	return ok;
 }
 
+static void
+free_hash(char *hash)
+{
+	explicit_bzero(hash, strlen(hash));
+	free(hash);
+}
+
+/* Hashes a new password the same way, without the connection (about 30
+ * ms; every write of the process would wait that long), then checks
+ * again the account that asked: it may have gone meanwhile. Returns the
+ * hash (free_hash it), or NULL after an answer. */
+static char *
+password_hash(struct req *r, const char *pass)
+{
+	char *hash;
+
+	conn_give(r->api);
+	hash = pw_hash(pass);
+	conn_take(r->api);
+	conn_settle(r->api); /* a batch opened meanwhile: commit it first */
+	if (hash == NULL) {
+		resp_error(r, 500, "internal error");
+		return NULL;
+	}
+	if (hauth_account(r, r->db, r->route->min_role) != 0) {
+		free_hash(hash);
+		return NULL;
+	}
+	return hash;
+}
+
 void
 hauth_login(struct req *r)
 {
@@ -340,6 +372,7 @@ hauth_users_create(struct req *r)
 	const char *name, *pass, *role;
 	size_t nlen, plen, rlen;
 	struct user u = { 0 };
+	char *hash;
 	enum role ro;
 	enum db_rc rc;
 
@@ -359,7 +392,10 @@ hauth_users_create(struct req *r)
 		resp_error(r, 422, "password must be %d to %d bytes", PW_MIN_LEN, PW_MAX_LEN);
 		return;
 	}
-	rc = users_create(r->db, name, pass, ro);
+	if ((hash = password_hash(r, pass)) == NULL)
+		return;
+	rc = users_create_hashed(r->db, name, hash, ro);
+	free_hash(hash);
 	if (rc == DB_CONFLICT) {
 		resp_error(r, 409, "user %s already exists", name);
 		return;

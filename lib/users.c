@@ -90,26 +90,32 @@ users_get_auth(struct db *db, const char *username, struct user *out)
 }
 
 enum db_rc
-users_create(struct db *db, const char *username, const char *password, enum role role)
+users_create_hashed(struct db *db, const char *username, const char *hash, enum role role)
 {
 	static const char q[] =
 	    "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)";
 	sqlite3_stmt *st;
-	char now[UTIL_ISO_LEN], *hash;
-	enum db_rc rc;
+	char now[UTIL_ISO_LEN];
 
-	if ((hash = pw_hash(password)) == NULL)
-		return DB_ERROR;
 	util_iso8601(util_now_ms(), now);
-	if ((st = db_stmt(db, q)) == NULL) {
-		free(hash);
+	if ((st = db_stmt(db, q)) == NULL)
 		return DB_ERROR;
-	}
 	db_bind_text(st, 1, username);
 	db_bind_text(st, 2, hash);
 	db_bind_text(st, 3, users_role_name(role));
 	db_bind_text(st, 4, now);
-	rc = db_exec_stmt(db, st);
+	return db_exec_stmt(db, st);
+}
+
+enum db_rc
+users_create(struct db *db, const char *username, const char *password, enum role role)
+{
+	char *hash;
+	enum db_rc rc;
+
+	if ((hash = pw_hash(password)) == NULL)
+		return DB_ERROR;
+	rc = users_create_hashed(db, username, hash, role);
 	explicit_bzero(hash, strlen(hash));
 	free(hash);
 	return rc;

@@ -31,6 +31,10 @@ enum db_rc users_get(struct db *db, const char *username, struct user *out);
 enum db_rc users_get_auth(struct db *db, const char *username, struct user *out);
 /* Hashes password (pw_hash) and inserts; DB_CONFLICT if the username exists. */
 enum db_rc users_create(struct db *db, const char *username, const char *password, enum role role);
+/* The same with a hash already made (pw_hash), for a caller that hashes
+ * without holding the database (etl-api). */
+enum db_rc users_create_hashed(
+    struct db *db, const char *username, const char *hash, enum role role);
 /* DB_NOTFOUND if absent. */
 enum db_rc users_delete(struct db *db, const char *username);
 enum db_rc users_set_password(struct db *db, const char *username, const char *password);

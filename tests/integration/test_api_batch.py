@@ -274,6 +274,46 @@ def test_logins_beside_a_batch_load_answer_401_not_500(one):
     assert codes == [401] * 4, codes
 
 
+def test_creating_users_holds_no_enqueue_behind_its_hashing(one):
+    """POST /users hashes the new password (yescrypt: about 30 ms, on
+    purpose) without the connection, as a login checks one: enqueues beside
+    a stream of user creations wait for none of it. Were the hashing done
+    holding the connection, nearly every enqueue would wait for one."""
+    import statistics
+    env, port, tokens = one
+    done = threading.Event()
+    made, waits = [], []
+
+    def creator():
+        a = Fcgi(("127.0.0.1", port))
+        a.token = tokens["admin"]
+        try:
+            for i in range(12):
+                t0 = time.monotonic()
+                st, _, js, _ = a.post("/api/users", {"username": f"hash-{os.getpid()}-{i}",
+                                                     "password": "a-long-password", "role": "viewer"})
+                made.append((st, time.monotonic() - t0))
+        finally:
+            done.set()
+
+    def enqueuer():
+        c = Fcgi(("127.0.0.1", port))
+        c.token = tokens["operator"]
+        while not done.is_set():
+            t0 = time.monotonic()
+            assert c.post("/api/execute", {"sistemas": ["amplis"]})[0] == 202
+            waits.append(time.monotonic() - t0)
+
+    ts = [threading.Thread(target=creator), threading.Thread(target=enqueuer)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert [st for st, _ in made] == [201] * 12, made
+    hashing = statistics.median(d for _, d in made)
+    assert len(waits) >= 12 and statistics.median(waits) < hashing / 3, (hashing, waits)
+
+
 def test_parallel_wrong_guesses_keep_the_limit(one):
     """Guesses for one user in parallel: no more than the limit (5) are
     checked in the window, whatever the number of threads."""
