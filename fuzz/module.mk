@@ -8,6 +8,7 @@
 #                                 target FUZZ_SECONDS (30) over its seeds
 #   make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS="lparse js"
 #   make fuzz-build               build only
+#   make fuzz-check               build, run each seed and regression input once (CI)
 #
 # New inputs go to $(BUILD)/fuzz/corpus/NAME (the checked-in seeds in
 # fuzz/corpus/NAME are only read); crashes to $(BUILD)/fuzz/artifacts/NAME/.
@@ -83,4 +84,15 @@ fuzz: fuzz-build
 			$(BUILD)/fuzz/$$t.log | tr '\n' ' '; echo; \
 	done
 
-.PHONY: fuzz fuzz-build
+# CI's check (.ci/run): every target builds, and runs once over its
+# checked-in seeds and regression inputs (libFuzzer's -runs=0: each input
+# once, no fuzzing, so the outcome does not depend on luck or time).
+fuzz-check: fuzz-build
+	@set -e; for t in $(FUZZ_NAMES); do \
+		dirs=fuzz/corpus/$$t; [ -d fuzz/regress/$$t ] && dirs="$$dirs fuzz/regress/$$t"; \
+		$(BUILD)/fuzz/fuzz_$$t -runs=0 $$dirs >$(BUILD)/fuzz/$$t.check.log 2>&1 \
+		|| { tail -n 40 $(BUILD)/fuzz/$$t.check.log; exit 1; }; \
+		echo "fuzz-check $$t: $$(find $$dirs -type f | wc -l) input(s) ok"; \
+	done
+
+.PHONY: fuzz fuzz-build fuzz-check
