@@ -12,10 +12,11 @@ import os
 import re
 import shutil
 import signal
+import socket
 
 import pytest
 
-from harness import binary, free_port, wait_for
+from harness import binary, free_port, start_redis, wait_for
 from harness_web import ADMIN, ADMIN_PW, Fcgi, make_env, populate
 from test_api_badinput import CASES
 
@@ -85,9 +86,20 @@ def exercise(c, tokens):
     return n
 
 
-def test_no_leak_no_error_under_valgrind():
+@pytest.mark.parametrize("events", [False, True], ids=["events-off", "events-on"])
+def test_no_leak_no_error_under_valgrind(events):
+    """With events on, every enqueue and cancel also builds its events,
+    publishes them to a real Redis, waits for its answers and then wakes
+    the workers (a stand-in's socket)."""
     env = make_env()
+    wake = None
     try:
+        if events:
+            _, url = start_redis(env)
+            env.env.update({"REDIS_ENABLED": "true", "REDIS_URL": url})
+            os.makedirs(env.env["ETL_WAKE_DIR"], exist_ok=True)
+            wake = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            wake.bind(os.path.join(env.env["ETL_WAKE_DIR"], "worker-4245.sock"))
         port = free_port()
         vlog = env.path("valgrind.log")
         argv = ["valgrind", "--error-exitcode=99", "--leak-check=full",
@@ -100,6 +112,9 @@ def test_no_leak_no_error_under_valgrind():
         tokens = populate(c)
         n = exercise(c, tokens)
         assert n > 80
+        if events:
+            assert wake.recv(16) == b"w"  # woken, after the events
+            assert c.get("/api/health")[2]["redis"] == "ok"
         assert p.alive()
         p.signal(signal.SIGTERM)
         rc = p.wait(60)
@@ -113,4 +128,6 @@ def test_no_leak_no_error_under_valgrind():
             report[-4000:]
         assert "stopping after" in p.log()
     finally:
+        if wake is not None:
+            wake.close()
         env.close()
