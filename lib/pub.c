@@ -199,6 +199,10 @@ start_connect(struct pub *p)
 		p->inflight++; /* answered like a PUBLISH: pub_sync counts it */
 	if (p->url.db && redisAsyncCommand(ac, on_reply, NULL, "SELECT %d", p->url.db) == REDIS_OK)
 		p->inflight++;
+	/* a Redis that works answers it at once, and its answer resets the
+	 * back-off (on_reply) even when nothing is published for a while */
+	if (redisAsyncCommand(ac, on_reply, NULL, "PING") == REDIS_OK)
+		p->inflight++;
 	/* Ask to be told when the socket is writable: that is when a
 	 * non-blocking connect completes. */
 	p->want.write = 1;
