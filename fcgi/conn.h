@@ -6,9 +6,9 @@
  *
  * A request holds the connection from the moment its route is known to
  * its end (conn_take, conn_give), except that an enqueue gives it back as
- * soon as its part of the batch is in (conn_batch), and a login while it
- * hashes a password (the slow part of a login must not stall the other
- * threads).
+ * soon as its part of the batch is in (conn_batch), and a login or a
+ * user's creation while it hashes a password (the slow part must not
+ * stall the other threads).
  *
  * The batch: an enqueue costs one write transaction, and a transaction's
  * fixed cost (its four pages, their WAL frames, the locks, and the

@@ -255,9 +255,8 @@ free_hash(char *hash)
 }
 
 /* Hashes a new password the same way, without the connection (about 30
- * ms; every write of the process would wait that long), then checks
- * again the account that asked: it may have gone meanwhile. Returns the
- * hash (free_hash it), or NULL after an answer. */
+ * ms: every write of the process would wait that long). Returns the hash
+ * (free_hash it), or NULL after an answer. */
 static char *
 password_hash(struct req *r, const char *pass)
 {
@@ -267,14 +266,8 @@ password_hash(struct req *r, const char *pass)
 	hash = pw_hash(pass);
 	conn_take(r->api);
 	conn_settle(r->api); /* a batch opened meanwhile: commit it first */
-	if (hash == NULL) {
+	if (hash == NULL)
 		resp_error(r, 500, "internal error");
-		return NULL;
-	}
-	if (hauth_account(r, r->db, r->route->min_role) != 0) {
-		free_hash(hash);
-		return NULL;
-	}
 	return hash;
 }
 
@@ -394,8 +387,24 @@ hauth_users_create(struct req *r)
 	}
 	if ((hash = password_hash(r, pass)) == NULL)
 		return;
+	/* the admin who asked may have gone during the hash: read the account
+	 * again, in the insert's transaction */
+	if ((rc = db_begin(r->db)) != DB_OK) {
+		free_hash(hash);
+		resp_db(r, rc, "user");
+		return;
+	}
+	if (hauth_account(r, r->db, r->route->min_role) != 0) {
+		db_rollback(r->db);
+		free_hash(hash);
+		return;
+	}
 	rc = users_create_hashed(r->db, name, hash, ro);
 	free_hash(hash);
+	if (rc == DB_OK)
+		rc = db_commit(r->db);
+	else
+		db_rollback(r->db);
 	if (rc == DB_CONFLICT) {
 		resp_error(r, 409, "user %s already exists", name);
 		return;
