@@ -20,6 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import { SISTEMA_STATUS } from '../../www/js/fmt.js'; // the badges' words
 
 const BASE = process.env.ETL_BASE_URL;
 const USERS = JSON.parse(process.env.ETL_USERS || '{}');
@@ -462,8 +463,23 @@ scenarios.stale = async (b) => {
   const seen = await page.evaluate(() => [...window.__seen]);
   assert.deepEqual(seen.filter((x) => !x.endsWith('Concluído')), [], `the job moved back: ${seen}`);
   assert.equal(await page.locator('#detail-status').textContent(), 'Concluído');
+  // A sistema can go back to PENDING, but not while it runs: a PENDING
+  // after a RUNNING is late, and the card asks REST instead of showing it.
+  const truth = SISTEMA_STATUS[(await rest(page, 'GET', '/api/sistemas/xss')).body.status];
+  assert.notEqual(truth, 'Pendente');
+  await ctl('publish', { event: { type: 'status', payload: { sistema_id: 'xss', status: 'RUNNING', progresso: 10, mensagem: null } } });
+  await page.locator('#st-xss', { hasText: 'Executando' }).waitFor();
+  await page.evaluate(() => {
+    const el = document.getElementById('st-xss');
+    window.__card = new Set();
+    new MutationObserver(() => window.__card.add(el.textContent)).observe(el, { subtree: true, childList: true, characterData: true });
+  });
+  await ctl('publish', { event: { type: 'status', payload: { sistema_id: 'xss', status: 'PENDING', progresso: 0, mensagem: null } } });
+  await page.waitForFunction((t) => document.getElementById('st-xss').textContent === t, truth);
+  const card = await page.evaluate(() => [...window.__card]);
+  assert.ok(!card.includes('Pendente'), `the card showed a late PENDING: ${card}`);
   await checkClean(b);
-  return { job: jobId };
+  return { job: jobId, card };
 };
 
 /** A viewer sees everything but no execute or cancel control. */

@@ -50,10 +50,16 @@ export class SistemasPanel {
     this.onSelection(this.selected);
   }
 
-  /** Applies a `status` event; returns false if the sistema is unknown. */
+  /** Applies a `status` event; returns false if the sistema is unknown, or
+   *  if the event would take a RUNNING sistema back to PENDING or IDLE: a
+   *  sistema can go back (a new job makes it PENDING again), but not while
+   *  it runs, so that event is one the API published before a worker's
+   *  RUNNING and reached the page after it. REST decides then (the caller
+   *  reloads). */
   applyStatus(p) {
     const it = this.items.get(p.sistema_id);
     if (!it) return false;
+    if (it.data.status === 'RUNNING' && (p.status === 'PENDING' || p.status === 'IDLE')) return false;
     const d = { ...it.data, status: p.status || it.data.status };
     if (typeof p.progresso === 'number') d.progresso = p.progresso;
     if ('mensagem' in p) d.mensagem = p.mensagem;
@@ -215,7 +221,8 @@ export class JobsPanel {
   applyEvent(p) {
     const j = this.byId(p.job_id);
     if (!j) return false;
-    if (p.status && !isStaleStatus(j.status, p.status)) j.status = p.status;
+    if (p.status && isStaleStatus(j.status, p.status)) return true; // see fmt.js
+    if (p.status) j.status = p.status;
     if ('duracao_segundos' in p) j.duracao_segundos = p.duracao_segundos;
     if ('worker_slot' in p) j.worker_slot = p.worker_slot;
     this.render();
