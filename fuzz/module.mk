@@ -89,8 +89,13 @@ fuzz: fuzz-build
 # once, no fuzzing, so the outcome does not depend on luck or time).
 fuzz-check: fuzz-build
 	@set -e; for t in $(FUZZ_NAMES); do \
-		dirs=fuzz/corpus/$$t; [ -d fuzz/regress/$$t ] && dirs="$$dirs fuzz/regress/$$t"; \
-		$(BUILD)/fuzz/fuzz_$$t -runs=0 $$dirs >$(BUILD)/fuzz/$$t.check.log 2>&1 \
+		dirs=; for d in fuzz/corpus/$$t fuzz/regress/$$t; do \
+			if [ -d $$d ]; then dirs="$$dirs $$d"; fi; done; \
+		if [ -z "$$dirs" ]; then echo "fuzz-check $$t: no inputs"; continue; fi; \
+		mkdir -p $(BUILD)/fuzz/artifacts/$$t; \
+		$(BUILD)/fuzz/fuzz_$$t -runs=0 -timeout=10 -rss_limit_mb=2048 \
+			-artifact_prefix=$(BUILD)/fuzz/artifacts/$$t/ $$dirs \
+			>$(BUILD)/fuzz/$$t.check.log 2>&1 \
 		|| { tail -n 40 $(BUILD)/fuzz/$$t.check.log; exit 1; }; \
 		echo "fuzz-check $$t: $$(find $$dirs -type f | wc -l) input(s) ok"; \
 	done

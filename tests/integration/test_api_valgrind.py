@@ -100,6 +100,7 @@ def test_no_leak_no_error_under_valgrind(events):
             os.makedirs(env.env["ETL_WAKE_DIR"], exist_ok=True)
             wake = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             wake.bind(os.path.join(env.env["ETL_WAKE_DIR"], "worker-4245.sock"))
+            wake.settimeout(30)
         port = free_port()
         vlog = env.path("valgrind.log")
         argv = ["valgrind", "--error-exitcode=99", "--leak-check=full",
@@ -115,6 +116,7 @@ def test_no_leak_no_error_under_valgrind(events):
         if events:
             assert wake.recv(16) == b"w"  # woken, after the events
             assert c.get("/api/health")[2]["redis"] == "ok"
+            assert "not delivered" not in p.log() and "did not answer" not in p.log()
         assert p.alive()
         p.signal(signal.SIGTERM)
         rc = p.wait(60)
