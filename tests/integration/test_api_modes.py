@@ -362,6 +362,29 @@ def test_sighup_reopens_the_log_file_in_idle_children(menv):
     assert p.alive() and children(p.pid) == kids
 
 
+def test_signals_right_after_the_fork_are_not_lost(menv):
+    """The pre-forking parent takes SIGHUP and SIGTERM even when they come
+    the moment its children exist, before it waits for them: a SIGHUP
+    reaches every child (each moves to the new log file), a SIGTERM stops
+    them all. Were a signal taken by a handler and the parent then blocked
+    in waitpid, it would wait for the next child to end."""
+    log = menv.path("api-race.log")
+    for i in range(15):
+        port = free_port()
+        p = menv.start([binary("etl-api"), "-p", f"127.0.0.1:{port}", "-n", "2"], f"etl-api-{i}",
+                       env={"ETL_LOG_FILE": log})
+        wait_for(lambda: len(children(p.pid)) == 2, interval=0.001, what="2 children")
+        kids = children(p.pid)
+        if i % 2 == 0:
+            os.rename(log, log + ".1")
+            p.signal(signal.SIGHUP)
+            wait_for(lambda: all(os.path.exists(f"/proc/{k}/fd") and any(
+                os.readlink(f"/proc/{k}/fd/{fd}") == log for fd in os.listdir(f"/proc/{k}/fd"))
+                for k in kids), timeout=5, what=f"round {i}: both children on the new log")
+        p.signal(signal.SIGTERM)
+        assert p.wait(10) == 0, f"round {i}"
+
+
 @pytest.mark.parametrize("transport", ["unix", "tcp"])
 def test_sighup_before_the_request_arrives_loses_nothing(menv, transport):
     """Log rotation's SIGHUP lands while a request thread holds an accepted
