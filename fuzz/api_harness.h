@@ -30,6 +30,9 @@ struct api_call {
 
 /* Sets everything up once (idempotent). */
 void api_harness_init(void);
+/* Starts one fuzz input: every so many inputs the database is made again,
+ * never between the requests of one input (a write and its read-back). */
+void api_harness_input(void);
 /* Serves one request, checks the response; returns its status. */
 int api_request(const struct api_call *c);
 

@@ -43,6 +43,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1 || size > 70000)
 		return 0;
+	api_harness_input();
 	route = data[0] & 3;
 	variant = (data[0] >> 2) & 3;
 	memset(&c, 0, sizeof(c));

@@ -37,6 +37,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size > 70000)
 		return 0;
+	api_harness_input();
 	copy = malloc(size + 1);
 	memcpy(copy, data, size);
 	copy[size] = '\0';
