@@ -107,6 +107,13 @@ conn_settle(struct api *api)
 }
 
 void
+conn_retake(struct api *api)
+{
+	conn_take(api);
+	conn_settle(api);
+}
+
+void
 conn_give(struct api *api)
 {
 	conn_settle(api);

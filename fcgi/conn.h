@@ -41,6 +41,10 @@ void conn_take(struct api *api);
 void conn_give(struct api *api);
 /* Commits an open batch: before any use of the connection but joining it. */
 void conn_settle(struct api *api);
+/* Takes the connection back after giving it up in the middle of a request
+ * (a login's or a user creation's hashing): commits whatever batch opened
+ * meanwhile first. */
+void conn_retake(struct api *api);
 /* Wakes the workers (any thread; the sender has a lock of its own). */
 void conn_wake(struct api *api);
 

@@ -242,21 +242,13 @@ password_ok(struct req *r, const char *pass, const char *hash)
 		ok = pw_verify(pass, hash);
 	else
 		pw_dummy_verify(pass);
-	conn_take(r->api);
-	conn_settle(r->api); /* a batch opened meanwhile: commit it first */
+	conn_retake(r->api);
 	return ok;
-}
-
-static void
-free_hash(char *hash)
-{
-	explicit_bzero(hash, strlen(hash));
-	free(hash);
 }
 
 /* Hashes a new password the same way, without the connection (about 30
  * ms: every write of the process would wait that long). Returns the hash
- * (free_hash it), or NULL after an answer. */
+ * (pw_hash_free it), or NULL after an answer. */
 static char *
 password_hash(struct req *r, const char *pass)
 {
@@ -264,8 +256,7 @@ password_hash(struct req *r, const char *pass)
 
 	conn_give(r->api);
 	hash = pw_hash(pass);
-	conn_take(r->api);
-	conn_settle(r->api); /* a batch opened meanwhile: commit it first */
+	conn_retake(r->api);
 	if (hash == NULL)
 		resp_error(r, 500, "internal error");
 	return hash;
@@ -390,17 +381,17 @@ hauth_users_create(struct req *r)
 	/* the admin who asked may have gone during the hash: read the account
 	 * again, in the insert's transaction */
 	if ((rc = db_begin(r->db)) != DB_OK) {
-		free_hash(hash);
+		pw_hash_free(hash);
 		resp_db(r, rc, "user");
 		return;
 	}
 	if (hauth_account(r, r->db, r->route->min_role) != 0) {
 		db_rollback(r->db);
-		free_hash(hash);
+		pw_hash_free(hash);
 		return;
 	}
 	rc = users_create_hashed(r->db, name, hash, ro);
-	free_hash(hash);
+	pw_hash_free(hash);
 	if (rc == DB_OK)
 		rc = db_commit(r->db);
 	else

@@ -86,6 +86,17 @@ install_signals(void)
 		fatal("sigaction");
 }
 
+/* The signals a serving process takes with sigwaitinfo/sigtimedwait,
+ * blocked (serve; prefork adds SIGCHLD). */
+static void
+control_signals(sigset_t *s)
+{
+	sigemptyset(s);
+	sigaddset(s, SIGTERM);
+	sigaddset(s, SIGINT);
+	sigaddset(s, SIGHUP);
+}
+
 static void
 usage(void)
 {
@@ -337,10 +348,7 @@ serve(struct api *api, int listen_fd)
 	pthread_t *tids = xcalloc((size_t)n, sizeof(*tids));
 	sigset_t sigs;
 
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
+	control_signals(&sigs);
 	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0)
 		fatal("pthread_sigmask");
 	/* a SIGHUP before the block met on_hup (a child just forked when its
@@ -452,10 +460,7 @@ prefork(struct api *api, int fd, int n)
 	int alive = 0;
 	sigset_t sigs;
 
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
+	control_signals(&sigs);
 	sigaddset(&sigs, SIGCHLD);
 	if (sigprocmask(SIG_BLOCK, &sigs, NULL) != 0)
 		fatal("sigprocmask");

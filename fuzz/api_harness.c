@@ -1,9 +1,10 @@
 /*
  * api_harness: etl-api in process, in plain-CGI mode (see api_harness.h).
  * The database lives under /dev/shm and is made again from nothing every
- * API_RESET_EVERY inputs (between two inputs, never inside one), so what fuzzed requests write (jobs, users,
- * sistemas, failed logins) cannot pile up or drift far from the seed; a
- * single input replayed alone always meets the fresh seed.
+ * API_RESET_EVERY inputs (between two inputs, never inside one), so what
+ * fuzzed requests write (jobs, users, sistemas, failed logins) cannot pile
+ * up or drift far from the seed; a single input replayed alone always
+ * meets the fresh seed.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -12,6 +12,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,24 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
 		    reply->str);
 }
 
+/* Queues a command on the connection, counted in flight until its answer
+ * (on_reply): every command, so that pub_sync waits for them all. Returns
+ * 0, or -1 when hiredis refused it. */
+static int
+command(struct pub *p, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = redisvAsyncCommand(p->ac, on_reply, NULL, fmt, ap);
+	va_end(ap);
+	if (rc != REDIS_OK)
+		return -1;
+	p->inflight++;
+	return 0;
+}
+
 /* Frees the connection ourselves (timeouts): hiredis calls no disconnect
  * callback for a context that never connected, so do its work here. */
 static void
@@ -193,16 +212,14 @@ start_connect(struct pub *p)
 	p->ac = ac;
 	p->state = PUB_CONNECTING;
 	p->connect_started = util_mono_ms();
-	/* Queued now, sent first once connected. */
-	if (p->url.password[0] &&
-	    redisAsyncCommand(ac, on_reply, NULL, "AUTH %s", p->url.password) == REDIS_OK)
-		p->inflight++; /* answered like a PUBLISH: pub_sync counts it */
-	if (p->url.db && redisAsyncCommand(ac, on_reply, NULL, "SELECT %d", p->url.db) == REDIS_OK)
-		p->inflight++;
-	/* a Redis that works answers it at once, and its answer resets the
-	 * back-off (on_reply) even when nothing is published for a while */
-	if (redisAsyncCommand(ac, on_reply, NULL, "PING") == REDIS_OK)
-		p->inflight++;
+	/* Queued now, sent first once connected. A Redis that works answers
+	 * the PING at once, and its answer resets the back-off (on_reply) even
+	 * when nothing is published for a while. */
+	if (p->url.password[0])
+		(void)command(p, "AUTH %s", p->url.password);
+	if (p->url.db)
+		(void)command(p, "SELECT %d", p->url.db);
+	(void)command(p, "PING");
 	/* Ask to be told when the socket is writable: that is when a
 	 * non-blocking connect completes. */
 	p->want.write = 1;
@@ -331,12 +348,10 @@ pub_publish(struct pub *p, const char *msg)
 		p->dropped++;
 		return -1;
 	}
-	if (redisAsyncCommand(p->ac, on_reply, NULL, "PUBLISH %s %s", p->channel, msg) !=
-	    REDIS_OK) {
+	if (command(p, "PUBLISH %s %s", p->channel, msg) != 0) {
 		p->dropped++;
 		return -1;
 	}
-	p->inflight++;
 	p->unflushed++;
 	p->published++;
 	return 0;

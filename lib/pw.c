@@ -35,6 +35,15 @@ pw_hash(const char *password)
 	return out;
 }
 
+void
+pw_hash_free(char *hash)
+{
+	if (hash == NULL)
+		return;
+	explicit_bzero(hash, strlen(hash));
+	free(hash);
+}
+
 int
 pw_verify(const char *password, const char *hash)
 {

@@ -11,6 +11,8 @@
 
 /* Returns a malloc'd yescrypt hash of password, or NULL on failure (logged). */
 char *pw_hash(const char *password);
+/* Zeroes and frees a hash pw_hash made (NULL is fine). */
+void pw_hash_free(char *hash);
 /* 1 if password matches hash, 0 otherwise (also for unsupported or malformed
  * hashes). Constant-time comparison of the computed hash. */
 int pw_verify(const char *password, const char *hash);

@@ -116,8 +116,7 @@ users_create(struct db *db, const char *username, const char *password, enum rol
 	if ((hash = pw_hash(password)) == NULL)
 		return DB_ERROR;
 	rc = users_create_hashed(db, username, hash, role);
-	explicit_bzero(hash, strlen(hash));
-	free(hash);
+	pw_hash_free(hash);
 	return rc;
 }
 
@@ -147,13 +146,13 @@ users_set_password(struct db *db, const char *username, const char *password)
 	if ((hash = pw_hash(password)) == NULL)
 		return DB_ERROR;
 	if ((st = db_stmt(db, q)) == NULL) {
-		free(hash);
+		pw_hash_free(hash);
 		return DB_ERROR;
 	}
 	db_bind_text(st, 1, hash);
 	db_bind_text(st, 2, username);
 	rc = db_exec_stmt(db, st);
-	free(hash);
+	pw_hash_free(hash);
 	if (rc == DB_OK && sqlite3_changes(db_sqlite(db)) == 0)
 		rc = DB_NOTFOUND;
 	return rc;

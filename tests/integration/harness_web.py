@@ -315,3 +315,15 @@ def start_api(env, *args, **envover):
     c = Fcgi(("127.0.0.1", port))
     wait_for(lambda: c.get("/api/health")[0] in (200, 404, 503), what="etl-api -p")
     return p, c
+
+
+def wake_socket(env, pid, timeout=10):
+    """A stand-in worker's wake-up socket in the env's ETL_WAKE_DIR (what
+    lib/wake.c's wake_listen binds): recv(16) gets b"w" per wake-up."""
+    d = env.env["ETL_WAKE_DIR"]
+    os.makedirs(d, exist_ok=True)
+    w = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    w.bind(os.path.join(d, f"worker-{pid}.sock"))
+    os.chmod(os.path.join(d, f"worker-{pid}.sock"), 0o666)  # etl-api may run as www-data
+    w.settimeout(timeout)
+    return w

@@ -4,7 +4,6 @@ request's events (a woken worker publishes its own at once), answers the
 client before it waits on Redis, and waits on a Redis that never answers
 REDIS_SOCKET_TIMEOUT at most."""
 import json
-import os
 import socket
 import threading
 import time
@@ -12,7 +11,7 @@ import time
 import pytest
 
 from harness import start_redis, wait_for
-from harness_web import Fcgi, Subscriber, WebStack, make_env, populate, start_api
+from harness_web import Fcgi, Subscriber, WebStack, make_env, populate, start_api, wake_socket
 from harness_wsd import Redis
 
 
@@ -77,17 +76,6 @@ class SlowLink:
             except OSError:
                 pass
             s.close()
-
-
-def wake_socket(env, pid):
-    """A stand-in worker's wake-up socket in the env's ETL_WAKE_DIR."""
-    d = env.env["ETL_WAKE_DIR"]
-    os.makedirs(d, exist_ok=True)
-    w = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    w.bind(os.path.join(d, f"worker-{pid}.sock"))
-    os.chmod(os.path.join(d, f"worker-{pid}.sock"), 0o666)  # etl-api may run as www-data
-    w.settimeout(10)
-    return w
 
 
 def test_workers_are_woken_only_once_the_events_are_published(menv):

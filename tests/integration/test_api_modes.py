@@ -23,7 +23,7 @@ with warnings.catch_warnings():
 
 from harness import SECRET, binary, free_port, start_redis, wait_for
 from harness_web import (ADMIN, ADMIN_PW, Fcgi, Subscriber, db_fingerprint, make_env,
-                         populate, start_api)
+                         populate, start_api, wake_socket)
 
 
 @pytest.fixture
@@ -175,11 +175,7 @@ def test_unusable_database_health_503(menv):
 def test_events_published_and_worker_woken(menv):
     import json
     _, url = start_redis(menv)
-    wake_dir = menv.env["ETL_WAKE_DIR"]
-    os.makedirs(wake_dir, exist_ok=True)
-    w = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    w.bind(os.path.join(wake_dir, "worker-4242.sock"))
-    w.settimeout(5)
+    w = wake_socket(menv, 4242, timeout=5)
     p, c = start_api(menv, REDIS_ENABLED="true", REDIS_URL=url)
     tokens = populate(c)
     sub = Subscriber(url[len("unix://"):], "etl:ws")

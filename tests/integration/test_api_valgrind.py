@@ -12,12 +12,11 @@ import os
 import re
 import shutil
 import signal
-import socket
 
 import pytest
 
 from harness import binary, free_port, start_redis, wait_for
-from harness_web import ADMIN, ADMIN_PW, Fcgi, make_env, populate
+from harness_web import ADMIN, ADMIN_PW, Fcgi, make_env, populate, wake_socket
 from test_api_badinput import CASES
 
 pytestmark = [
@@ -97,10 +96,7 @@ def test_no_leak_no_error_under_valgrind(events):
         if events:
             _, url = start_redis(env)
             env.env.update({"REDIS_ENABLED": "true", "REDIS_URL": url})
-            os.makedirs(env.env["ETL_WAKE_DIR"], exist_ok=True)
-            wake = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            wake.bind(os.path.join(env.env["ETL_WAKE_DIR"], "worker-4245.sock"))
-            wake.settimeout(30)
+            wake = wake_socket(env, 4245, timeout=30)
         port = free_port()
         vlog = env.path("valgrind.log")
         argv = ["valgrind", "--error-exitcode=99", "--leak-check=full",
