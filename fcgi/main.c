@@ -21,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,30 @@ install_signals(void)
 	sa.sa_handler = SIG_IGN;
 	if (sigaction(SIGPIPE, &sa, NULL) != 0)
 		fatal("sigaction");
+}
+
+/*
+ * The request threads hand the shared connection, and SQLite's and
+ * malloc's locks, to one another thousands of times a second. Under the
+ * default policy the thread that an unlock wakes preempts the thread that
+ * unlocked, which then waits for a CPU with its answer ready: the most
+ * frequent off-CPU wait under bench/api.sh (perf sched_switch stacks:
+ * 588-675 times in 2 s, up to 17 ms; 13-18 under SCHED_BATCH).
+ * SCHED_BATCH keeps the same fair share and nice value and needs no
+ * privilege; it only stops a woken thread from preempting a running one.
+ * bench/api.sh, 7 alternating pairs: GET /api/jobs served 12% more
+ * requests/s, with p99 better in every pair (median 8.8 against 10.2 ms);
+ * execute unchanged. The cost is that a woken request thread may wait for
+ * the running task's slice (milliseconds) before it starts. Set before any
+ * thread starts: threads and forked children inherit it.
+ */
+static void
+batch_scheduling(void)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+
+	if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0)
+		log_info("SCHED_BATCH refused: %s (scheduling left as it was)", strerror(errno));
 }
 
 /* The signals a serving process takes with sigwaitinfo/sigtimedwait,
@@ -648,6 +673,7 @@ main(int argc, char **argv)
 		fatalx("ETL_SECRET must be set to at least %d bytes", TOK_MIN_SECRET);
 	api.secret_len = strlen(api.conf.secret);
 	install_signals();
+	batch_scheduling();
 
 	/* first admin, once, before serving (several processes may race: harmless) */
 	if (route_db_ensure(&api) == 0) {

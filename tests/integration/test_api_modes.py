@@ -90,6 +90,19 @@ def test_prefork_children_graceful_sigterm_and_respawn(menv):
         c.get("/api/health", timeout=2)
 
 
+def test_every_thread_runs_under_sched_batch(menv):
+    """main.c's batch_scheduling: set before any thread or child starts, so
+    the parent, each pre-forked child and each of their threads (request
+    threads, checkpointer) inherit it."""
+    p, c = start_api(menv, "-n", "2")
+    wait_for(lambda: len(children(p.pid)) == 2, what="2 children")
+    for _ in range(10):
+        assert c.get("/api/health")[0] == 200
+    tids = [int(t) for pid in [p.pid] + children(p.pid) for t in os.listdir(f"/proc/{pid}/task")]
+    assert len(tids) >= 2 + 2 * 2  # the parent, and each child's threads
+    assert {t: os.sched_getscheduler(t) for t in tids} == {t: os.SCHED_BATCH for t in tids}
+
+
 def test_single_process_graceful_sigterm(menv):
     p, c = start_api(menv)
     assert c.get("/api/health")[0] == 200
