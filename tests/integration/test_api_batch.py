@@ -314,6 +314,44 @@ def test_creating_users_holds_no_enqueue_behind_its_hashing(one):
     assert len(waits) >= 12 and statistics.median(waits) < hashing / 3, (hashing, waits)
 
 
+def test_an_admin_deleted_during_the_hashing_creates_no_user(one):
+    """POST /users hashes without the connection, so its admin may go
+    before the insert: the account is read again inside the insert's
+    transaction. The deletion is made to land in that gap: this test holds
+    SQLite's write lock with the deletion in it (readers still see the
+    admin), so the request passes its first check, hashes, and then waits
+    for the lock; the deletion commits; the request must get 401 and
+    create nothing."""
+    import sqlite3
+    env, port, tokens = one
+    admin = Fcgi(("127.0.0.1", port))
+    admin.token = tokens["admin"]
+    assert admin.post("/api/users", {"username": "admin-gone", "password": "gone-pass-1",
+                                     "role": "admin"})[0] == 201
+    g = Fcgi(("127.0.0.1", port))
+    g.login("admin-gone", "gone-pass-1")
+    holder = sqlite3.connect(env.db, timeout=10, isolation_level=None)
+    answer = []
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("DELETE FROM users WHERE username = 'admin-gone'")
+        t = threading.Thread(target=lambda: answer.append(g.post(
+            "/api/users", {"username": "made-by-gone", "password": "a-long-password",
+                           "role": "viewer"})))
+        t.start()
+        t.join(1.5)  # the hashing takes about 30 ms; then it waits for the lock
+        assert t.is_alive() and not answer, answer
+        holder.execute("COMMIT")
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+    t.join(30)
+    st, _, js, _ = answer[0]
+    assert st == 401 and js.get("detail") == "user no longer exists", (st, js)
+    assert env.sql("SELECT count(*) FROM users WHERE username = 'made-by-gone'") == [(0,)]
+
+
 def test_parallel_wrong_guesses_keep_the_limit(one):
     """Guesses for one user in parallel: no more than the limit (5) are
     checked in the window, whatever the number of threads."""
