@@ -73,17 +73,24 @@ def test_each_member_gets_its_own_job_and_failures_stay_alone(one):
     assert sum(batches(env)) - batched_before > 0
 
 
+def new_user(port, tokens, name, role):
+    """Creates user name (password gone-pass-1) through the admin; returns
+    (the admin's client, a client logged in as the new user)."""
+    admin = Fcgi(("127.0.0.1", port))
+    admin.token = tokens["admin"]
+    assert admin.post("/api/users", {"username": name, "password": "gone-pass-1",
+                                     "role": role})[0] == 201
+    u = Fcgi(("127.0.0.1", port))
+    u.login(name, "gone-pass-1")
+    return admin, u
+
+
 def test_a_deleted_account_is_refused_inside_the_batch_alone(one):
     """A member's account is read in the batch's transaction: the members
     of a deleted account get 401 and leave nothing; the others keep their
     jobs."""
     env, port, tokens = one
-    admin = Fcgi(("127.0.0.1", port))
-    admin.token = tokens["admin"]
-    assert admin.post("/api/users", {"username": "gone", "password": "gone-pass-1",
-                                     "role": "operator"})[0] == 201
-    g = Fcgi(("127.0.0.1", port))
-    g.login("gone", "gone-pass-1")
+    admin, g = new_user(port, tokens, "gone", "operator")
     gone_token = g.token
     assert admin.request("DELETE", "/api/users/gone")[0] == 204
     before = env.sql("SELECT count(*) FROM jobs")[0][0]
@@ -324,12 +331,7 @@ def test_an_admin_deleted_during_the_hashing_creates_no_user(one):
     create nothing."""
     import sqlite3
     env, port, tokens = one
-    admin = Fcgi(("127.0.0.1", port))
-    admin.token = tokens["admin"]
-    assert admin.post("/api/users", {"username": "admin-gone", "password": "gone-pass-1",
-                                     "role": "admin"})[0] == 201
-    g = Fcgi(("127.0.0.1", port))
-    g.login("admin-gone", "gone-pass-1")
+    _, g = new_user(port, tokens, "admin-gone", "admin")
     holder = sqlite3.connect(env.db, timeout=10, isolation_level=None)
     answer = []
     try:
