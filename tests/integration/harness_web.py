@@ -307,11 +307,13 @@ class Subscriber:
         self.s.close()
 
 
-def start_api(env, *args, **envover):
-    """etl-api -p on a free port (args and environment overrides added);
-    returns (proc, Fcgi client) once it answers."""
+def start_api(env, *args, argv_prefix=(), **envover):
+    """etl-api -p on a free port (args and environment overrides added; run
+    through argv_prefix, such as a chrt, when given); returns (proc, Fcgi
+    client) once it answers."""
     port = free_port()
-    p = env.start([binary("etl-api"), "-p", f"127.0.0.1:{port}", *args], "etl-api", env=envover)
+    p = env.start([*argv_prefix, binary("etl-api"), "-p", f"127.0.0.1:{port}", *args], "etl-api",
+                  env=envover)
     c = Fcgi(("127.0.0.1", port))
     wait_for(lambda: c.get("/api/health")[0] in (200, 404, 503), what="etl-api -p")
     return p, c

@@ -111,10 +111,8 @@ def test_every_thread_runs_under_sched_batch(menv):
     # a policy set by whoever started it is kept
     p.signal(signal.SIGTERM)
     assert p.wait(15) == 0
-    port = free_port()
-    p = menv.start(["chrt", "--idle", "0", binary("etl-api"), "-p", f"127.0.0.1:{port}"], "etl-api-idle")
-    c = Fcgi(("127.0.0.1", port))
-    wait_for(lambda: c.get("/api/health")[0] == 200, what="etl-api under chrt --idle")
+    p, c = start_api(menv, argv_prefix=("chrt", "--idle", "0"))
+    assert c.get("/api/health")[0] == 200
     assert {os.sched_getscheduler(t) for t in tasks(p.pid)} == {os.SCHED_IDLE}
 
 
