@@ -133,6 +133,7 @@ struct enqueue {
 	const char *const *ids;
 	size_t n;
 	const char *params, *by, *key;
+	int announce; /* events on: we publish its pending (jobq_enqueue_in) */
 	int64_t job_id;
 	int existed;
 	const char *status; /* "pending", or the existing job's */
@@ -154,8 +155,8 @@ enqueue_part(struct db *db, void *arg)
 		e->refused = rc == DB_NOTFOUND;
 		return rc;
 	}
-	rc = jobq_enqueue_in(
-	    db, e->ids, e->n, e->params, e->by, e->key, &e->job_id, &e->existed, &e->mask, e->bad);
+	rc = jobq_enqueue_in(db, e->ids, e->n, e->params, e->by, e->key, e->announce, &e->job_id,
+	    &e->existed, &e->mask, e->bad);
 
 	if (rc == DB_OK && e->existed) {
 		struct job j = { 0 };
@@ -189,8 +190,9 @@ hjobs_execute(struct req *r)
 	if (idem_key(r, &key) != 0)
 		goto out;
 	/* in the batch: the answer waits for the commit (conn.h) */
-	struct enqueue e = { ids, (size_t)n, params_text, r->user.username, key, 0, 0, "pending", 0,
-		"", r->account_pending ? &r->claims : NULL, r->route->min_role, 0 };
+	struct enqueue e = { ids, (size_t)n, params_text, r->user.username, key, hmisc_events_on(r),
+		0, 0, "pending", 0, "", r->account_pending ? &r->claims : NULL, r->route->min_role,
+		0 };
 	rc = conn_batch(api, enqueue_part, &e);
 	r->held = 0; /* conn_batch gave the connection back */
 	r->db = NULL;
@@ -213,10 +215,13 @@ hjobs_execute(struct req *r)
 		log_info("job=%lld enqueued by %s sistemas=%d", (long long)e.job_id,
 		    r->user.username, n);
 		if (hmisc_events_on(r)) {
-			hmisc_event(r, evt_job_status(e.job_id, "pending", -1));
+			/* the job's pending last: a worker that sees it on the
+			 * channel may start the job at once (e.announce), and so
+			 * publish its sistemas' RUNNING */
 			for (int i = 0; i < n; i++)
 				if (e.mask & (1ULL << i))
 					hmisc_event(r, evt_status(ids[i], "PENDING", 0, NULL));
+			hmisc_event(r, evt_job_status(e.job_id, "pending", -1));
 			hmisc_wake_after(r); /* the commit did not, with events on */
 		}
 	}

@@ -219,7 +219,7 @@ jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *p
 	if ((rc = db_begin(db)) != DB_OK)
 		return rc;
 	rc = jobq_enqueue_in(
-	    db, sistemas, n, params, created_by, idem_key, job_id, existed, pending_mask, bad);
+	    db, sistemas, n, params, created_by, idem_key, 0, job_id, existed, pending_mask, bad);
 	if (rc == DB_OK)
 		return *existed ? (db_rollback(db), DB_OK) : db_commit(db);
 	db_rollback(db);
@@ -228,15 +228,15 @@ jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, const char *p
 
 enum db_rc
 jobq_enqueue_in(struct db *db, const char *const *sistemas, size_t n, const char *params,
-    const char *created_by, const char *idem_key, int64_t *job_id, int *existed,
+    const char *created_by, const char *idem_key, int announce, int64_t *job_id, int *existed,
     uint64_t *pending_mask, char bad[65])
 {
 	static const char q_idem[] =
 	    "SELECT id FROM jobs WHERE created_by = ? AND idempotency_key = ?";
 	static const char q_sist[] = "SELECT ativo, status = 'PENDING' FROM sistemas WHERE id = ?";
 	static const char q_ins[] = "INSERT INTO jobs (tipo, params, status, created_at, sistemas, "
-	                            "created_by, idempotency_key) "
-	                            "VALUES ('execucao', ?, 'pending', ?, ?, ?, ?)";
+	                            "created_by, idempotency_key, announce) "
+	                            "VALUES ('execucao', ?, 'pending', ?, ?, ?, ?, ?)";
 	static const char q_pend[] =
 	    "UPDATE sistemas SET status = 'PENDING', progresso = 0, mensagem = NULL "
 	    "WHERE id = ?1 AND status <> 'PENDING' AND NOT EXISTS (SELECT 1 FROM jobs j, "
@@ -303,6 +303,7 @@ jobq_enqueue_in(struct db *db, const char *const *sistemas, size_t n, const char
 	db_bind_text(st, 3, arr);
 	db_bind_text(st, 4, created_by);
 	db_bind_text(st, 5, idem_key);
+	sqlite3_bind_int(st, 6, announce != 0);
 	CHECK(step_done(db, st));
 	*job_id = sqlite3_last_insert_rowid(db_sqlite(db));
 	for (size_t i = 0; i < n; i++) {
@@ -321,15 +322,54 @@ fail:
 	return rc;
 }
 
+int
+jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, struct job *out)
+{
+	return jobq_acquire_gated(db, worker_id, max_slots, exclusive, NULL, out);
+}
+
+/* A held job u (jobq_gate): announce = 1, not seen, younger than
+ * young_since. ?5 young_since (NULL: no gate), ?6 the ids seen. */
+#define HELD_U                                                               \
+	"u.status = 'pending' AND u.worker_slot IS NULL AND u.announce = 1 " \
+	"AND u.created_at >= ?5 AND u.id NOT IN (SELECT value FROM json_each(?6))"
+
+/* After an acquire that started nothing: the first held job, if any. */
+static enum db_rc
+gate_held(struct db *db, struct jobq_gate *gate)
+{
+	static const char q_held[] =
+	    "SELECT u.id, u.created_at FROM jobs u WHERE " HELD_U " ORDER BY u.id LIMIT 1";
+	sqlite3_stmt *st;
+	enum db_rc rc = DB_OK;
+	int r;
+
+	if ((st = db_stmt(db, q_held)) == NULL)
+		return DB_ERROR;
+	db_bind_text(st, 5, gate->young_since);
+	db_bind_text(st, 6, gate->seen);
+	if ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		gate->held_id = sqlite3_column_int64(st, 0);
+		gate->held_ms = col_time(st, 1);
+	} else if (r != SQLITE_DONE) {
+		rc = db_map(r);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
 /*
  * The candidate is the first pending job in id order (idx_jobs_status_slot:
  * a pending job's worker_slot is NULL, so the index holds them in rowid
- * order). The exclusivity test walks from the running jobs (a handful,
- * through the same index) to their sistemas, never from a sistema to all
- * its jobs: that would grow with history.
+ * order), and before the first held one: the gate's bound is one
+ * subquery, not a test per candidate, so a long queue behind a held job
+ * costs no more. The exclusivity test walks from the running jobs (a
+ * handful, through the same index) to their sistemas, never from a
+ * sistema to all its jobs: that would grow with history.
  */
 int
-jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, struct job *out)
+jobq_acquire_gated(struct db *db, int64_t worker_id, int max_slots, int exclusive,
+    struct jobq_gate *gate, struct job *out)
 {
 	static const char q_acq[] =
 	    "WITH RECURSIVE slots(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM slots WHERE n + 1 < "
@@ -344,6 +384,8 @@ jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, str
 	    "  (SELECT 1 FROM jobs r CROSS JOIN json_each(r.sistemas) b "
 	    "   CROSS JOIN json_each(j.sistemas) a ON a.value = b.value "
 	    "   WHERE r.status = 'running')) "
+	    "  AND (?5 IS NULL OR j.id < coalesce((SELECT min(u.id) FROM jobs u WHERE " HELD_U
+	    "), 9223372036854775807)) "
 	    "  ORDER BY j.id LIMIT 1) "
 	    "AND (SELECT count(*) FROM jobs WHERE status = 'running') < ?3 "
 	    "RETURNING " JOB_COLS;
@@ -356,6 +398,10 @@ jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, str
 	enum db_rc rc;
 	int r, got = 0;
 
+	if (gate) {
+		gate->held_id = 0;
+		gate->held_ms = -1;
+	}
 	/* An empty queue is the common case on every poll and wake-up: see it
 	 * with a read, without taking the write lock from the API. */
 	if ((st = db_stmt(db, q_any)) == NULL)
@@ -374,6 +420,10 @@ jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, str
 	db_bind_text(st, 2, now);
 	sqlite3_bind_int(st, 3, max_slots);
 	sqlite3_bind_int(st, 4, exclusive);
+	if (gate) { /* else NULL: no gate */
+		db_bind_text(st, 5, gate->young_since);
+		db_bind_text(st, 6, gate->seen);
+	}
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		job_from_row(st, out);
 		got = 1;
@@ -388,8 +438,9 @@ jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, str
 		goto fail;
 	}
 	if (!got) {
+		rc = gate ? gate_held(db, gate) : DB_OK;
 		db_rollback(db);
-		return 0;
+		return rc == DB_OK ? 0 : rc;
 	}
 	STMT(st, q_run);
 	sqlite3_bind_int64(st, 1, out->id);

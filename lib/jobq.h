@@ -70,9 +70,11 @@ enum db_rc jobq_enqueue(struct db *db, const char *const *sistemas, size_t n, co
     uint64_t *pending_mask, char bad[65]);
 /* The same inside the caller's write transaction (etl-api's batch,
  * fcgi/conn.h): on an error return the caller must undo what it did
- * (a savepoint, or the transaction); with *existed it changed nothing. */
+ * (a savepoint, or the transaction); with *existed it changed nothing.
+ * announce: the caller will publish the job's `pending` event (jobs.announce,
+ * schema/005_announce.sql); jobq_enqueue passes 0. */
 enum db_rc jobq_enqueue_in(struct db *db, const char *const *sistemas, size_t n, const char *params,
-    const char *created_by, const char *idem_key, int64_t *job_id, int *existed,
+    const char *created_by, const char *idem_key, int announce, int64_t *job_id, int *existed,
     uint64_t *pending_mask, char bad[65]);
 
 /*
@@ -85,6 +87,23 @@ enum db_rc jobq_enqueue_in(struct db *db, const char *const *sistemas, size_t n,
  * or a negative enum db_rc.
  */
 int jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, struct job *out);
+
+/*
+ * The gate of a worker that listens to the events channel: a job enqueued
+ * with announce = 1 whose `pending` event the worker has not seen is held,
+ * with every job after it (FIFO), while it is younger than young_since;
+ * past that its event is not coming (dropped, or its enqueuer died).
+ */
+struct jobq_gate {
+	const char *seen; /* JSON array of the job ids seen announced */
+	const char *young_since; /* ISO 8601 (UTC, as created_at is written) */
+	/* out, after a 0: the first held job and its created_at (ms since the
+	 * epoch); 0 and -1 when none is held */
+	int64_t held_id, held_ms;
+};
+/* jobq_acquire through gate (NULL: none, as jobq_acquire). */
+int jobq_acquire_gated(struct db *db, int64_t worker_id, int max_slots, int exclusive,
+    struct jobq_gate *gate, struct job *out);
 
 /* Renews locked_at of every running job of worker_id, and its heartbeat. */
 enum db_rc jobq_renew(struct db *db, int64_t worker_id);

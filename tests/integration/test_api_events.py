@@ -123,7 +123,7 @@ def test_workers_are_woken_only_once_the_events_are_published(menv):
             kinds = [(m["type"], m.get("payload", {}).get("status")) for m in got]
             if step == "execute":
                 jid = out["r"][2]["job_id"]
-                assert kinds == [("job_status", "pending"), ("status", "PENDING"),
+                assert kinds == [("status", "PENDING"), ("job_status", "pending"),
                                  ("marker", None)], kinds
             else:
                 assert kinds == [("job_status", "cancelled"), ("status", "IDLE"),

@@ -211,11 +211,12 @@ def test_events_published_and_worker_woken(menv):
         jid = c.post("/api/execute", {"sistemas": ["amplis", "maps"]})[2]["job_id"]
         assert w.recv(16) == b"w"
         got = [json.loads(sub.message()[2]) for _ in range(3)]
-        assert got[0]["type"] == "job_status"
-        assert got[0]["payload"] == {"job_id": jid, "status": "pending", "worker_slot": None}
-        assert got[0]["source_instance"]
-        st = sorted((m["payload"]["sistema_id"], m["payload"]["status"]) for m in got[1:])
-        assert [m["type"] for m in got[1:]] == ["status", "status"]
+        # the job's pending last: a worker may start it once it sees that (README)
+        assert got[2]["type"] == "job_status"
+        assert got[2]["payload"] == {"job_id": jid, "status": "pending", "worker_slot": None}
+        assert got[2]["source_instance"]
+        st = sorted((m["payload"]["sistema_id"], m["payload"]["status"]) for m in got[:2])
+        assert [m["type"] for m in got[:2]] == ["status", "status"]
         assert st == [("amplis", "PENDING"), ("maps", "PENDING")]
         assert c.post(f"/api/jobs/{jid}/cancel")[0] == 200
         assert w.recv(16) == b"w"

@@ -221,6 +221,75 @@ exclusivity_skips_to_next_free(void **state)
 	jobq_job_clear(&j2);
 }
 
+/* An enqueue as etl-api's with events on: the job is announced. */
+static int64_t
+enq_announced(const char *s1)
+{
+	const char *s[1] = { s1 };
+	int64_t id;
+	int existed;
+	uint64_t mask;
+	char bad[65];
+	assert_int_equal(db_begin(db), DB_OK);
+	assert_int_equal(
+	    jobq_enqueue_in(db, s, 1, NULL, "t", NULL, 1, &id, &existed, &mask, bad), DB_OK);
+	assert_int_equal(db_commit(db), DB_OK);
+	return id;
+}
+
+static void
+acquire_gate_holds_unseen_announced_jobs(void **state)
+{
+	struct job j;
+	char since[UTIL_ISO_LEN], later[UTIL_ISO_LEN], seen[64];
+	struct jobq_gate g = { "[]", since, 0, 0 };
+	(void)state;
+	util_iso8601(util_now_ms() - 10000, since);
+	util_iso8601(util_now_ms() + 1000, later);
+	/* one before it, never announced, starts: FIFO holds only what follows */
+	int64_t z = enq("e", NULL), a = enq_announced("a"), b = enq("b", NULL);
+	assert_int_equal(jobq_acquire_gated(db, 1, 4, 1, &g, &j), 1);
+	assert_int_equal(j.id, z);
+	jobq_job_clear(&j);
+	/* a is young and not seen: held, and b behind it */
+	g.held_id = g.held_ms = 12345;
+	assert_int_equal(jobq_acquire_gated(db, 1, 4, 1, &g, &j), 0);
+	assert_int_equal(g.held_id, a);
+	assert_true(g.held_ms >= util_now_ms() - 10000 && g.held_ms <= util_now_ms());
+	assert_int_equal(g.held_ms, scalar("SELECT (julianday(created_at) - 2440587.5) * 86400000 "
+	                                   "+ 0.5 FROM jobs WHERE announce = 1"));
+	/* seen: it starts, then b (never announced) */
+	snprintf(seen, sizeof(seen), "[%lld]", (long long)a);
+	g.seen = seen;
+	assert_int_equal(jobq_acquire_gated(db, 1, 4, 1, &g, &j), 1);
+	assert_int_equal(j.id, a);
+	jobq_job_clear(&j);
+	assert_int_equal(jobq_acquire_gated(db, 1, 4, 1, &g, &j), 1);
+	assert_int_equal(j.id, b);
+	jobq_job_clear(&j);
+	g.held_id = g.held_ms = 12345;
+	assert_int_equal(jobq_acquire_gated(db, 1, 4, 1, &g, &j), 0);
+	assert_true(g.held_id == 0 && g.held_ms == -1); /* nothing pending */
+	/* too old for its event still to come: it starts unseen */
+	int64_t c = enq_announced("c");
+	g.young_since = later;
+	assert_int_equal(jobq_acquire_gated(db, 1, 5, 1, &g, &j), 1);
+	assert_int_equal(j.id, c);
+	jobq_job_clear(&j);
+	/* held, and blocked by a running job on its sistema: still reported */
+	int64_t d = enq_announced("a");
+	g.young_since = since;
+	g.held_id = 0;
+	assert_int_equal(jobq_acquire_gated(db, 1, 9, 1, &g, &j), 0);
+	assert_int_equal(g.held_id, d);
+	/* no gate: nothing is held (a finished, so d's sistema is free) */
+	assert_int_equal(jobq_finish(db, a, JOB_COMPLETED, 1, 0, NULL, NULL, 0, NULL), DB_OK);
+	assert_int_equal(jobq_acquire(db, 1, 9, 1, &j), 1);
+	assert_int_equal(j.id, d);
+	jobq_job_clear(&j);
+	assert_int_equal(scalar("SELECT count(*) FROM jobs WHERE announce = 1"), 3);
+}
+
 static void
 finish_applies_sistema_updates(void **state)
 {
@@ -837,6 +906,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(enqueue_idempotent, setup, teardown),
 		cmocka_unit_test_setup_teardown(acquire_fifo_slots_and_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(exclusivity_skips_to_next_free, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    acquire_gate_holds_unseen_announced_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(finish_applies_sistema_updates, setup, teardown),
 		cmocka_unit_test_setup_teardown(cancel_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(orphans_and_dead_workers, setup, teardown),
