@@ -1,7 +1,8 @@
 /*
  * dispatch: where jobs enter and leave the worker's slots. Acquires jobs
- * through jobq_acquire (FIFO, sistema exclusivity, the global slot limit:
- * the database decides, so any number of workers can share it), starts
+ * through jobq_acquire_gated (FIFO, sistema exclusivity, the global slot
+ * limit: the database decides, so any number of workers can share it; and
+ * with Redis, not before the job's pending event, remote.c), starts
  * their pipelines, turns cancel requests into the kill escalation, and
  * ends jobs: the final status of the job and of each of its sistemas
  * (API.md "The pipeline") in one jobq_finish transaction, then the
@@ -73,10 +74,25 @@ dispatch_acquire(struct worker *w)
 	struct job j;
 	int rc;
 
+	w->held_until = 0;
+	w->held_id = 0;
 	while (!w->stopping && (s = free_slot(w)) != NULL) {
+		struct jobq_gate gate;
+		int gated = remote_gate(w->remote, &gate);
+
 		memset(&j, 0, sizeof(j));
-		rc = jobq_acquire(w->db, w->worker_id, w->conf.max_concurrent_jobs,
-		    w->conf.sistema_exclusive, &j);
+		rc = jobq_acquire_gated(w->db, w->worker_id, w->conf.max_concurrent_jobs,
+		    w->conf.sistema_exclusive, gated ? &gate : NULL, &j);
+		if (rc == 0 && gated && gate.held_id > 0) {
+			/* its event is on its way (it wakes us); at the latest, then */
+			int64_t in = gate.held_ms < 0 ? remote_grace_ms(w->remote)
+			                              : gate.held_ms + remote_grace_ms(w->remote) -
+			                                    util_now_ms();
+			w->held_id = gate.held_id;
+			w->held_until = util_mono_ms() + (in > 0 ? in : 1);
+			w->queue_empty = 0;
+			return;
+		}
 		if (rc == 0) {
 			w->queue_empty = 1;
 			return;

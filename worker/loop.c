@@ -148,6 +148,15 @@ run_timers(struct worker *w, int64_t now, int poll_ms)
 		w->want_acquire = w->want_cancels = 1; /* the safety net */
 		w->next_poll = now + poll_ms;
 	}
+	if (w->held_until && now >= w->held_until) {
+		/* no event woke us since: the held job's pending is not coming */
+		if (!w->want_acquire)
+			log_warnx("job=%lld: its pending event not seen within %lld ms: "
+			          "it may start without",
+			    (long long)w->held_id, (long long)remote_grace_ms(w->remote));
+		w->held_until = 0;
+		w->want_acquire = 1;
+	}
 	if (w->stopping && !w->shutdown_cancelled && now >= w->shutdown_at) {
 		w->shutdown_cancelled = 1;
 		if (worker_busy_slots(w) > 0)
@@ -200,6 +209,8 @@ next_timeout(struct worker *w, int64_t now, int64_t wait, int64_t flush_retry)
 	wait = min_wait(wait, until(w->next_sweep, now));
 	if (!w->stopping)
 		wait = min_wait(wait, until(w->next_poll, now));
+	if (w->held_until && !w->stopping)
+		wait = min_wait(wait, until(w->held_until, now));
 	if (w->stopping && !w->shutdown_cancelled)
 		wait = min_wait(wait, until(w->shutdown_at, now));
 	wait = min_wait(wait, pub_tick(w->pub));

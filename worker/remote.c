@@ -9,6 +9,19 @@
  * process published itself are skipped by source_instance. Losing the
  * connection loses nothing: the fallback poll still runs, and the
  * subscriber reconnects with backoff (100 ms .. 5 s).
+ *
+ * It also keeps the order of a job's events: the ids of the jobs whose
+ * `pending` it has seen (at most REMOTE_SEEN_MAX, of the last grace
+ * period) make the gate behind which jobq_acquire_gated holds announced
+ * jobs not seen yet. Seen on the channel means published, so the `running`
+ * this worker publishes next comes after it. A job whose event does not
+ * come (the API's link to Redis was down, or it died between its commit and
+ * its publish) starts once it is older than REDIS_SOCKET_TIMEOUT plus
+ * REMOTE_GRACE_SLACK, longer than an API tries to publish (both measure
+ * from the clock of the one host that has the database). While we are not
+ * subscribed (starting, or reconnecting) every young announced job waits;
+ * but the gate is open while our own publisher is down too: our events
+ * are dropped, there is no order to keep.
  * Runs in the loop of etl-worker only.
  */
 #include <hiredis/async.h>
@@ -18,6 +31,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "jobq.h"
 #include "log.h"
 #include "pub.h"
 #include "worker.h"
@@ -25,6 +39,13 @@
 #define REMOTE_BACKOFF_MIN 100 /* ms */
 #define REMOTE_BACKOFF_MAX 5000
 #define REMOTE_MAX_MSG 65536 /* bytes of a message we look into */
+#define REMOTE_SEEN_MAX 4096 /* announced jobs remembered */
+#define REMOTE_GRACE_SLACK 1000 /* ms past REDIS_SOCKET_TIMEOUT: see above */
+
+struct seen {
+	int64_t id;
+	int64_t at; /* ms (mono) */
+};
 
 struct remote {
 	struct pub_url url;
@@ -37,7 +58,30 @@ struct remote {
 	int64_t retry_at; /* ms (mono) */
 	int backoff; /* ms */
 	struct worker *w;
+	int subscribed;
+	int64_t subscribed_at; /* ms since the epoch */
+	struct seen seen[REMOTE_SEEN_MAX]; /* a ring, the oldest at seen_first */
+	size_t seen_first, nseen;
+	struct buf seen_json; /* remote_gate's text of them */
+	char young_since[UTIL_ISO_LEN];
 };
+
+static int64_t
+grace_ms(const struct remote *r)
+{
+	return (int64_t)r->timeout_ms + REMOTE_GRACE_SLACK;
+}
+
+static void
+seen_add(struct remote *r, int64_t id)
+{
+	if (r->nseen == REMOTE_SEEN_MAX) { /* full: forget the oldest */
+		r->seen_first = (r->seen_first + 1) % REMOTE_SEEN_MAX;
+		r->nseen--;
+	}
+	r->seen[(r->seen_first + r->nseen) % REMOTE_SEEN_MAX] = (struct seen){ id, util_mono_ms() };
+	r->nseen++;
+}
 
 static void
 schedule_retry(struct remote *r)
@@ -57,6 +101,7 @@ on_connect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK) {
 		log_debug("remote: cannot connect to Redis: %s", ac->errstr);
 		r->ac = NULL; /* hiredis frees it */
+		r->subscribed = 0;
 		schedule_retry(r);
 		return;
 	}
@@ -75,6 +120,7 @@ on_disconnect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK)
 		log_debug("remote: Redis connection lost: %s", ac->errstr);
 	r->ac = NULL;
+	r->subscribed = 0;
 	schedule_retry(r);
 }
 
@@ -103,8 +149,12 @@ on_event(struct remote *r, const char *msg, size_t len)
 		if (json_object_object_get_ex(o, "payload", &pl) &&
 		    json_object_object_get_ex(pl, "status", &st) &&
 		    json_object_is_type(st, json_type_string) &&
-		    strcmp(json_object_get_string(st), "pending") == 0)
+		    strcmp(json_object_get_string(st), "pending") == 0) {
 			r->w->want_acquire = 1;
+			if (json_object_object_get_ex(pl, "job_id", &v) &&
+			    json_object_is_type(v, json_type_int) && json_object_get_int64(v) > 0)
+				seen_add(r, json_object_get_int64(v));
+		}
 	} else if (strcmp(type, "cancel") == 0 || strcmp(type, "job_cancel") == 0) {
 		r->w->want_cancels = 1;
 	}
@@ -131,6 +181,8 @@ on_reply(redisAsyncContext *ac, void *reply, void *priv)
 		return;
 	if (strcmp(rep->element[0]->str, "subscribe") == 0) {
 		log_info("remote: subscribed to %s for wake-ups", r->channel);
+		r->subscribed = 1;
+		r->subscribed_at = util_now_ms();
 		/* Anything enqueued while we were not listening: look now. */
 		r->w->want_acquire = r->w->want_cancels = 1;
 	} else if (strcmp(rep->element[0]->str, "message") == 0 &&
@@ -150,6 +202,7 @@ drop_conn(struct remote *r)
 		r->ac = NULL;
 	}
 	r->want.read = r->want.write = 0;
+	r->subscribed = 0;
 	schedule_retry(r);
 }
 
@@ -222,7 +275,52 @@ remote_close(struct remote *r)
 		redisAsyncFree(r->ac);
 	}
 	free(r->channel);
+	buf_free(&r->seen_json);
 	free(r);
+}
+
+int
+remote_gate(struct remote *r, struct jobq_gate *g)
+{
+	enum pub_state ps;
+	int64_t now, since;
+
+	if (r == NULL)
+		return 0;
+	ps = pub_state(r->w->pub);
+	if (!r->subscribed && ps != PUB_UP && ps != PUB_CONNECTING)
+		return 0; /* our own events are dropped: nothing to keep in order */
+	now = util_mono_ms();
+	since = util_now_ms() - grace_ms(r);
+	/* Not listening (yet), we would not see an event: every young
+	 * announced job waits. Listening, a job enqueued before we were may
+	 * have had its event already: it goes. */
+	if (r->subscribed && since < r->subscribed_at)
+		since = r->subscribed_at;
+	while (r->nseen > 0 && now - r->seen[r->seen_first].at > grace_ms(r)) {
+		r->seen_first = (r->seen_first + 1) % REMOTE_SEEN_MAX;
+		r->nseen--;
+	}
+	buf_reset(&r->seen_json);
+	buf_putc(&r->seen_json, '[');
+	for (size_t i = 0; i < r->nseen; i++) {
+		if (i > 0)
+			buf_putc(&r->seen_json, ',');
+		buf_put_i64(&r->seen_json, r->seen[(r->seen_first + i) % REMOTE_SEEN_MAX].id);
+	}
+	buf_putc(&r->seen_json, ']');
+	buf_putc(&r->seen_json, '\0');
+	util_iso8601(since, r->young_since);
+	g->seen = r->seen_json.data;
+	g->young_since = r->young_since;
+	g->held_ms = -1;
+	return 1;
+}
+
+int64_t
+remote_grace_ms(const struct remote *r)
+{
+	return grace_ms(r);
 }
 
 int

@@ -11,7 +11,8 @@
  *   lines.c     bytes -> lines (LF, CRLF, CR, long lines): pure, unit-tested
  *   ingest.c    parsing, sistema status, group commit, events
  *   lease.c     registry, heartbeat and leases, orphan sweeps, predecessors
- *   remote.c    wake-ups through Redis (an etl-api on another host)
+ *   remote.c    wake-ups through Redis (an etl-api on another host), and the
+ *               gate that starts a job only once its pending is out
  */
 #ifndef ETL_WORKER_H
 #define ETL_WORKER_H
@@ -103,6 +104,8 @@ struct worker {
 	int64_t next_sweep;
 	int64_t next_poll;
 	int64_t retry_at; /* ms (mono): DB busy, retry acquire/finish then; 0 none */
+	int64_t held_until; /* ms (mono): a job the gate holds may start (remote_gate); 0 none */
+	int64_t held_id; /* that job */
 	int64_t jobs_started;
 	int64_t jobs_finished;
 	int64_t *closed; /* orphan jobs closed, not announced yet */
@@ -205,5 +208,11 @@ void remote_close(struct remote *r);
 int remote_pollfd(struct remote *r, struct pollfd *pfd);
 void remote_handle(struct remote *r, short revents);
 int64_t remote_tick(struct remote *r);
+/* Fills g with the gate of a listening worker (remote.c's comment) and
+ * returns 1; 0 when there is none (r NULL or not subscribed). g's strings
+ * are r's until the next call. */
+int remote_gate(struct remote *r, struct jobq_gate *g);
+/* How long an announced job waits for its event at most (ms). */
+int64_t remote_grace_ms(const struct remote *r);
 
 #endif

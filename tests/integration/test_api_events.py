@@ -2,7 +2,8 @@
 REDIS_ENABLED, etl-api wakes the workers only once Redis has published the
 request's events (a woken worker publishes its own at once), answers the
 client before it waits on Redis, and waits on a Redis that never answers
-REDIS_SOCKET_TIMEOUT at most."""
+REDIS_SOCKET_TIMEOUT at most; and a listening worker starts a job only once
+its pending is on the channel, however it came to look at the queue."""
 import json
 import socket
 import threading
@@ -12,6 +13,7 @@ import pytest
 
 from harness import start_redis, wait_for
 from harness_web import Fcgi, Subscriber, WebStack, make_env, populate, start_api, wake_socket
+from harness_worker import start_worker
 from harness_wsd import Redis
 
 
@@ -163,3 +165,95 @@ def test_a_mute_redis_delays_the_wake_up_not_the_answer():
         w.close()
         mute.close()
         env.close()
+
+
+def job_times(c, jid):
+    st, _, j, _ = c.get(f"/api/jobs/{jid}")
+    assert st == 200, j
+    return j
+
+
+def seconds(iso):
+    from datetime import datetime
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_running_never_reaches_the_channel_before_its_pending(menv):
+    """The wake-up comes after the events, but a worker also looks at the
+    queue on its own: a poll, a job it has just started (it looks for the
+    next), another request's wake-up. Here the API's link to Redis holds
+    its commands 0.3 s and the worker polls every 50 ms: it finds each job
+    committed long before its pending is published, and must wait for
+    that event on the channel before it starts the job (jobs.announce,
+    worker/remote.c). Without that wait the order was running, pending."""
+    redis, url = start_redis(menv)
+    path = url[len("unix://"):]
+    link = SlowLink(path, 0.3)
+    p, c = start_api(menv, REDIS_ENABLED="true", REDIS_URL=f"redis://127.0.0.1:{link.port}/0",
+                     REDIS_SOCKET_TIMEOUT="5")
+    tokens = populate(c)
+    sub = Subscriber(path, "etl:ws")
+    try:
+        w = start_worker(menv, REDIS_ENABLED="true", REDIS_URL=url, ETL_POLL_INTERVAL="0.05",
+                         ETL_MAX_CONCURRENT_JOBS="2", REDIS_SOCKET_TIMEOUT="5")
+        wait_for(lambda: "subscribed to etl:ws" in w.log(), what="worker subscribed")
+        wait_for(lambda: c.get("/api/health")[2]["redis"] == "ok", what="redis up")
+        c.token = tokens["operator"]
+        ids = []
+        for s in ("amplis", "maps"):
+            st, _, js, _ = c.post("/api/execute", {"sistemas": [s], "params": {"lines": 1}})
+            assert st == 202, js
+            ids.append(js["job_id"])
+        got = []
+        while sum(m["type"] == "job_complete" for m in got) < 2:
+            got.append(json.loads(sub.message()[2]))
+        for jid, s in zip(ids, ("amplis", "maps")):
+            js = [m["payload"]["status"] for m in got
+                  if m["type"] == "job_status" and m["payload"]["job_id"] == jid]
+            assert js == ["pending", "running", "completed"], (jid, got)
+            ss = [m["payload"]["status"] for m in got
+                  if m["type"] == "status" and m["payload"]["sistema_id"] == s]
+            assert ss[:2] == ["PENDING", "RUNNING"] and ss[-1] == "SUCCESS", (s, got)
+            j = job_times(c, jid)
+            # it did wait for the link, not for the 6 s grace
+            assert 0.25 <= seconds(j["started_at"]) - seconds(j["created_at"]) < 3, j
+    finally:
+        sub.close()
+        link.close()
+
+
+def test_a_job_whose_pending_never_comes_starts_after_the_grace(menv):
+    """An API that cannot reach Redis drops its events: a listening worker
+    holds the announced job REDIS_SOCKET_TIMEOUT + 1 s after its creation at
+    most (longer than any API tries to publish), then starts it. A job
+    nobody announces (an API with REDIS_ENABLED=false, etlctl) starts at
+    once."""
+    redis, url = start_redis(menv)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    p, c = start_api(menv, REDIS_ENABLED="true", REDIS_SOCKET_TIMEOUT="1",
+                     REDIS_URL="redis://127.0.0.1:%d/0" % closed.getsockname()[1])
+    tokens = populate(c)
+    _, quiet = start_api(menv, REDIS_ENABLED="false")
+    try:
+        # no poll in the test's time: only the gate's own timer can start it
+        w = start_worker(menv, REDIS_ENABLED="true", REDIS_URL=url, REDIS_SOCKET_TIMEOUT="1",
+                         ETL_POLL_INTERVAL="60")
+        wait_for(lambda: "subscribed to etl:ws" in w.log(), what="worker subscribed")
+        for api, held in ((c, True), (quiet, False)):
+            api.token = tokens["operator"]
+            st, _, js, _ = api.post("/api/execute", {"sistemas": ["amplis"], "params": {"lines": 1}})
+            assert st == 202, js
+            jid = js["job_id"]
+            wait_for(lambda: job_times(c, jid)["status"] == "completed", timeout=20,
+                     what=f"job {jid} completed")
+            j = job_times(c, jid)
+            waited = seconds(j["started_at"]) - seconds(j["created_at"])
+            if held:
+                assert 1.8 <= waited < 3.5, j
+                assert f"job={jid}: its pending event not seen within 2000 ms" in w.log()
+            else:
+                assert waited < 1.0, j
+        assert menv.sql("SELECT announce FROM jobs ORDER BY id") == [(1,), (0,)]
+    finally:
+        closed.close()
