@@ -225,6 +225,11 @@ start_connect(struct remote *r)
 		schedule_retry(r);
 		return;
 	}
+	/* A subscription whose peer vanished without a FIN (a host or a NAT
+	 * gone) would look alive forever, and hold every announced job its
+	 * grace: TCP keepalive ends it in about 30 s (hiredis: idle 15 s) */
+	if (r->url.path[0] == '\0' && redisEnableKeepAlive(&ac->c) != REDIS_OK)
+		log_debug("remote: keepalive: %s", ac->c.errstr);
 	ac->data = r;
 	pub_attach_poll(ac, &r->want);
 	if (redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||

@@ -131,3 +131,53 @@ def test_closed_orphans_are_announced_and_counters_stored(env):
                                  w2.pid)[0][0] > 0, what="counters stored")
     finally:
         sub.close()
+
+
+def redis_command(port, *args):
+    """One command over TCP (RESP); returns the bulk or simple reply as text."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        s.sendall(b"*%d\r\n" % len(args) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args))
+        buf = b""
+        while True:
+            buf += s.recv(65536)
+            if buf.startswith(b"$"):
+                n, rest = buf[1:].split(b"\r\n", 1)
+                if len(rest) >= int(n) + 2:
+                    return rest[:int(n)].decode()
+            elif buf.endswith(b"\r\n"):
+                return buf[1:-2].decode()
+    finally:
+        s.close()
+
+
+def test_subscription_over_tcp_has_keepalive(env):
+    """The worker's subscription holds announced jobs until their pending
+    is seen (README): one whose peer vanished without a FIN must not look
+    alive forever. Over TCP it has keepalive on, as etl-wsd's has: the
+    kernel's keepalive timer (timer kind 2 in /proc/net/tcp) runs on it."""
+    from harness import free_port
+    init_db(env)
+    port = free_port()
+    start_redis(env, port=port)
+    w = start_worker(env, REDIS_ENABLED="true", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    wait_for(lambda: "remote: subscribed" in w.log(), what="worker subscribed")
+    clients = redis_command(port, "CLIENT", "LIST").splitlines()
+    subs = [c for c in clients if "cmd=subscribe" in c]
+    assert len(subs) == 1, clients
+    local = int(subs[0].split("addr=")[1].split()[0].rsplit(":", 1)[1])
+
+    def timer_kind(lport):
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if int(cols[1].split(":")[1], 16) == lport and int(cols[2].split(":")[1], 16) == port:
+                    return int(cols[5].split(":")[0], 16)
+        return None
+    assert timer_kind(local) == 2, "no keepalive timer on the subscription"
+    # the publisher's connection (the other one) has none: the check can tell
+    others = [int(c.split("addr=")[1].split()[0].rsplit(":", 1)[1]) for c in clients
+              if "cmd=subscribe" not in c and "cmd=client" not in c]
+    assert others and all(timer_kind(p) == 0 for p in others), clients
