@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from harness import SECRET, HTTP, binary, free_port, start_redis, wait_for
+from harness import SECRET, HTTP, binary, free_port, wait_for
 
 CHANNEL = "etl:ws"
 WSCLIENT = binary("wsclient")

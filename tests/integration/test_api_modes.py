@@ -21,7 +21,7 @@ with warnings.catch_warnings():
     except ImportError:
         crypt = None
 
-from harness import SECRET, binary, free_port, start_redis, wait_for
+from harness import binary, free_port, start_redis, wait_for
 from harness_web import (ADMIN, ADMIN_PW, Fcgi, Subscriber, db_fingerprint, make_env,
                          populate, start_api, wake_socket)
 
@@ -128,7 +128,6 @@ def test_single_process_graceful_sigterm(menv):
 def test_login_limit_holds_across_processes(menv):
     p, c = start_api(menv, "-n", "3")
     populate(c)
-    pids = set()
     for _ in range(5):
         st, _, _, _ = c.post("/api/auth/login", {"username": "view", "password": "wrong-wrong"})
         assert st == 401

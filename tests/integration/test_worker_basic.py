@@ -4,7 +4,7 @@ rows with contiguous seq, sistema status and progress), exit codes, and
 how fast an enqueue reaches an idle worker."""
 import time
 
-from harness import PIPELINE_SIM, wait_for
+from harness import PIPELINE_SIM
 from harness_worker import (enqueue, init_db, job, logs, pipeline, sistema, start_worker,
                             wait_status)
 

@@ -8,7 +8,7 @@ import signal
 import time
 
 from harness import wait_for
-from harness_worker import (PIPELINE_SIM, cancel, enqueue, group_members, init_db, job,
+from harness_worker import (cancel, enqueue, group_members, init_db, job,
                             kill_group, logs, pipeline, pipeline_pid, sistema, start_worker,
                             wait_status)
 

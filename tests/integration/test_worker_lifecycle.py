@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from harness import binary, wait_for
-from harness_worker import (enqueue, group_members, init_db, job, kill_group, pipeline,
+from harness_worker import (enqueue, group_members, init_db, job, kill_group,
                             pipeline_pid, start_worker, wait_status)
 
 

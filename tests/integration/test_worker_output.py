@@ -4,7 +4,6 @@ ends, a 100,000-byte line, no final newline) stored safely; and
 backpressure: with the database locked the worker stops reading instead of
 buffering, and loses nothing once it is free again."""
 import sqlite3
-import threading
 import time
 
 from harness import wait_for

@@ -4,7 +4,6 @@ at once, and no job ever runs twice."""
 import threading
 import time
 
-from harness import wait_for
 from harness_worker import enqueue, init_db, job, jobs, pipeline, start_worker, wait_status
 
 

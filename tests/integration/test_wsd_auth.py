@@ -4,7 +4,6 @@ expired token gets a close 1008 and nothing else, even while events flow;
 are refused; a token that expires on an open connection closes it with
 4001; WSD_ALLOWED_ORIGINS is enforced; inbound frames are ignored up to 4 KiB
 and close the connection (1009) past it."""
-import asyncio
 import base64
 import json
 import time

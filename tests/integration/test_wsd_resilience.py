@@ -2,7 +2,6 @@
 others miss nothing; Redis killed and restarted (or frozen) is noticed
 within 3 s (/health 503), resubscribed with backoff, clients get a resync
 and delivery resumes; malformed Redis messages are dropped and counted."""
-import asyncio
 import json
 import os
 import signal
