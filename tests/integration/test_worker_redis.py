@@ -181,3 +181,27 @@ def test_subscription_over_tcp_has_keepalive(env):
     others = [int(c.split("addr=")[1].split()[0].rsplit(":", 1)[1]) for c in clients
               if "cmd=subscribe" not in c and "cmd=client" not in c]
     assert others and all(timer_kind(p) == 0 for p in others), clients
+
+
+def test_once_with_redis_starts_announced_jobs_enqueued_before_it(env):
+    """A cron-driven `etl-worker --once` (shared hosting) with Redis: the
+    announced jobs it finds were enqueued before it listened, and their
+    pending events went by then. It holds them only until it is subscribed
+    (not the REDIS_SOCKET_TIMEOUT + 1 s grace), runs them and exits."""
+    import subprocess
+    from harness import binary
+    init_db(env)
+    _, url = start_redis(env)
+    ids = [enqueue(env, s, params={"lines": 1}, use_sql=True, wake_up=False)
+           for s in ("amplis", "maps")]
+    env.sql("UPDATE jobs SET announce = 1")  # as etl-api with events on writes them
+    e = dict(env.env, REDIS_ENABLED="true", REDIS_URL=url, REDIS_SOCKET_TIMEOUT="5",
+             ETL_MAX_CONCURRENT_JOBS="2")
+    t0 = time.monotonic()
+    r = subprocess.run([binary("etl-worker"), "--once"], env=e, capture_output=True, timeout=30,
+                       text=True)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert [job(env, i)["status"] for i in ids] == ["completed"] * 2
+    assert took < 4, (took, r.stderr[-2000:])  # the grace would be 6 s
+    assert "pending event not seen" not in r.stderr
