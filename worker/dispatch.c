@@ -72,6 +72,7 @@ dispatch_acquire(struct worker *w)
 {
 	struct slot *s;
 	struct job j;
+	int64_t was_held = w->held_id;
 	int rc;
 
 	w->held_until = 0;
@@ -84,12 +85,13 @@ dispatch_acquire(struct worker *w)
 		rc = jobq_acquire_gated(w->db, w->worker_id, w->conf.max_concurrent_jobs,
 		    w->conf.sistema_exclusive, gated ? &gate : NULL, &j);
 		if (rc == 0 && gated && gate.held_id > 0) {
-			/* its event is on its way (it wakes us); at the latest, then */
+			/* its event is on its way (it wakes us); at the latest, then
+			 * (2 ms past: at the very millisecond it is still held) */
 			int64_t in = gate.held_ms < 0 ? remote_grace_ms(w->remote)
 			                              : gate.held_ms + remote_grace_ms(w->remote) -
 			                                    util_now_ms();
 			w->held_id = gate.held_id;
-			w->held_until = util_mono_ms() + (in > 0 ? in : 1);
+			w->held_until = util_mono_ms() + (in > 0 ? in : 0) + 2;
 			w->queue_empty = 0;
 			return;
 		}
@@ -105,6 +107,11 @@ dispatch_acquire(struct worker *w)
 			return;
 		}
 		w->queue_empty = 0;
+		if (gated && j.id == was_held && !remote_saw(w->remote, j.id) &&
+		    util_now_ms() - j.created_ms >= remote_grace_ms(w->remote))
+			log_warnx("job=%lld: started without its pending event, not seen within "
+			          "%lld ms",
+			    (long long)j.id, (long long)remote_grace_ms(w->remote));
 		start_job(w, s, &j);
 	}
 }

@@ -148,14 +148,9 @@ run_timers(struct worker *w, int64_t now, int poll_ms)
 		w->want_acquire = w->want_cancels = 1; /* the safety net */
 		w->next_poll = now + poll_ms;
 	}
-	if (w->held_until && now >= w->held_until) {
-		/* no event woke us since: the held job's pending is not coming */
-		if (!w->want_acquire)
-			log_warnx("job=%lld: its pending event not seen within %lld ms: "
-			          "it may start without",
-			    (long long)w->held_id, (long long)remote_grace_ms(w->remote));
+	if (w->held_until && (now >= w->held_until || !remote_gating(w->remote))) {
 		w->held_until = 0;
-		w->want_acquire = 1;
+		w->want_acquire = 1; /* a held job's grace is over, or the gate is gone */
 	}
 	if (w->stopping && !w->shutdown_cancelled && now >= w->shutdown_at) {
 		w->shutdown_cancelled = 1;

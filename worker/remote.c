@@ -17,8 +17,10 @@
  * this worker publishes next comes after it. A job whose event does not
  * come (the API's link to Redis was down, or it died between its commit and
  * its publish) starts once it is older than REDIS_SOCKET_TIMEOUT plus
- * REMOTE_GRACE_SLACK, longer than an API tries to publish (both measure
- * from the clock of the one host that has the database). While we are not
+ * REMOTE_GRACE_SLACK: longer than an API tries to publish, given the same
+ * REDIS_SOCKET_TIMEOUT (or a shorter one for the API), the clock of the
+ * one host that has the database, and under REMOTE_GRACE_SLACK from the
+ * API's insert to its answer (its publish deadline starts after that). While we are not
  * subscribed (starting, or reconnecting) every young announced job waits;
  * but the gate is open while our own publisher is down too: our events
  * are dropped, there is no order to keep.
@@ -285,16 +287,24 @@ remote_close(struct remote *r)
 }
 
 int
-remote_gate(struct remote *r, struct jobq_gate *g)
+remote_gating(const struct remote *r)
 {
 	enum pub_state ps;
-	int64_t now, since;
 
 	if (r == NULL)
 		return 0;
 	ps = pub_state(r->w->pub);
-	if (!r->subscribed && ps != PUB_UP && ps != PUB_CONNECTING)
-		return 0; /* our own events are dropped: nothing to keep in order */
+	/* not listening, and our own events are dropped: no order to keep */
+	return r->subscribed || ps == PUB_UP || ps == PUB_CONNECTING;
+}
+
+int
+remote_gate(struct remote *r, struct jobq_gate *g)
+{
+	int64_t now, since;
+
+	if (!remote_gating(r))
+		return 0;
 	now = util_mono_ms();
 	since = util_now_ms() - grace_ms(r);
 	/* Not listening (yet), we would not see an event: every young
@@ -326,6 +336,15 @@ int64_t
 remote_grace_ms(const struct remote *r)
 {
 	return grace_ms(r);
+}
+
+int
+remote_saw(const struct remote *r, int64_t id)
+{
+	for (size_t i = 0; r != NULL && i < r->nseen; i++)
+		if (r->seen[(r->seen_first + i) % REMOTE_SEEN_MAX].id == id)
+			return 1;
+	return 0;
 }
 
 int

@@ -208,11 +208,15 @@ void remote_close(struct remote *r);
 int remote_pollfd(struct remote *r, struct pollfd *pfd);
 void remote_handle(struct remote *r, short revents);
 int64_t remote_tick(struct remote *r);
-/* Fills g with the gate of a listening worker (remote.c's comment) and
- * returns 1; 0 when there is none (r NULL or not subscribed). g's strings
- * are r's until the next call. */
+/* Fills g with the gate (remote.c's comment) and returns 1; 0 when there
+ * is none: r NULL, or not subscribed while our publisher is down too. g's
+ * strings are r's until the next call. */
 int remote_gate(struct remote *r, struct jobq_gate *g);
 /* How long an announced job waits for its event at most (ms). */
 int64_t remote_grace_ms(const struct remote *r);
+/* Whether remote_gate would give a gate now. */
+int remote_gating(const struct remote *r);
+/* Whether job id's pending is among those seen (within the grace). */
+int remote_saw(const struct remote *r, int64_t id);
 
 #endif

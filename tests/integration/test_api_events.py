@@ -195,7 +195,7 @@ def test_a_running_never_reaches_the_channel_before_its_pending(menv):
     sub = Subscriber(path, "etl:ws")
     try:
         w = start_worker(menv, REDIS_ENABLED="true", REDIS_URL=url, ETL_POLL_INTERVAL="0.05",
-                         ETL_MAX_CONCURRENT_JOBS="2", REDIS_SOCKET_TIMEOUT="5")
+                         ETL_MAX_CONCURRENT_JOBS="2", REDIS_SOCKET_TIMEOUT="30")
         wait_for(lambda: "subscribed to etl:ws" in w.log(), what="worker subscribed")
         wait_for(lambda: c.get("/api/health")[2]["redis"] == "ok", what="redis up")
         c.token = tokens["operator"]
@@ -215,8 +215,9 @@ def test_a_running_never_reaches_the_channel_before_its_pending(menv):
                   if m["type"] == "status" and m["payload"]["sistema_id"] == s]
             assert ss[:2] == ["PENDING", "RUNNING"] and ss[-1] == "SUCCESS", (s, got)
             j = job_times(c, jid)
-            # it did wait for the link, not for the 6 s grace
-            assert 0.25 <= seconds(j["started_at"]) - seconds(j["created_at"]) < 3, j
+            # it waited for the link, not for the 31 s grace
+            assert 0.25 <= seconds(j["started_at"]) - seconds(j["created_at"]) < 15, j
+        assert "started without its pending event" not in w.log()
     finally:
         sub.close()
         link.close()
@@ -250,8 +251,9 @@ def test_a_job_whose_pending_never_comes_starts_after_the_grace(menv):
             j = job_times(c, jid)
             waited = seconds(j["started_at"]) - seconds(j["created_at"])
             if held:
-                assert 1.8 <= waited < 3.5, j
-                assert f"job={jid}: its pending event not seen within 2000 ms" in w.log()
+                assert 1.8 <= waited < 5, j  # the timer, not the 60 s poll
+                assert f"job={jid}: started without its pending event, not seen within 2000 ms" \
+                    in w.log()
             else:
                 assert waited < 1.0, j
         assert menv.sql("SELECT announce FROM jobs ORDER BY id") == [(1,), (0,)]

@@ -245,7 +245,7 @@ acquire_gate_holds_unseen_announced_jobs(void **state)
 	struct jobq_gate g = { "[]", since, 0, 0 };
 	(void)state;
 	util_iso8601(util_now_ms() - 10000, since);
-	util_iso8601(util_now_ms() + 1000, later);
+	util_iso8601(util_now_ms() + 3600 * 1000, later);
 	/* one before it, never announced, starts: FIFO holds only what follows */
 	int64_t z = enq("e", NULL), a = enq_announced("a"), b = enq("b", NULL);
 	assert_int_equal(jobq_acquire_gated(db, 1, 4, 1, &g, &j), 1);
