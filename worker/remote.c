@@ -20,10 +20,10 @@
  * REMOTE_GRACE_SLACK: longer than an API tries to publish, given the same
  * REDIS_SOCKET_TIMEOUT (or a shorter one for the API), the clock of the
  * one host that has the database, and under REMOTE_GRACE_SLACK from the
- * API's insert to its answer (its publish deadline starts after that). While we are not
- * subscribed (starting, or reconnecting) every young announced job waits;
- * but the gate is open while our own publisher is down too: our events
- * are dropped, there is no order to keep.
+ * API's insert to its answer (its publish deadline starts after that).
+ * While we are not subscribed (starting, or reconnecting) every young
+ * announced job waits; but the gate is open while our own publisher is
+ * down too: our events are dropped, there is no order to keep.
  * Runs in the loop of etl-worker only.
  */
 #include <hiredis/async.h>
