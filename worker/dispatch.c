@@ -72,15 +72,15 @@ dispatch_acquire(struct worker *w)
 {
 	struct slot *s;
 	struct job j;
+	struct jobq_gate gate;
 	int64_t was_held = w->held_id;
-	int rc;
+	int rc, gated = 0;
 
 	w->held_until = 0;
 	w->held_id = 0;
+	if (!w->stopping && free_slot(w) != NULL)
+		gated = remote_gate(w->remote, &gate); /* no event is read in the loop */
 	while (!w->stopping && (s = free_slot(w)) != NULL) {
-		struct jobq_gate gate;
-		int gated = remote_gate(w->remote, &gate);
-
 		memset(&j, 0, sizeof(j));
 		rc = jobq_acquire_gated(w->db, w->worker_id, w->conf.max_concurrent_jobs,
 		    w->conf.sistema_exclusive, gated ? &gate : NULL, &j);

@@ -68,12 +68,6 @@ struct remote {
 	char young_since[UTIL_ISO_LEN];
 };
 
-static int64_t
-grace_ms(const struct remote *r)
-{
-	return (int64_t)r->timeout_ms + REMOTE_GRACE_SLACK;
-}
-
 static void
 seen_add(struct remote *r, int64_t id)
 {
@@ -89,6 +83,7 @@ static void
 schedule_retry(struct remote *r)
 {
 	r->up = 0;
+	r->subscribed = 0;
 	r->retry_at = util_mono_ms() + r->backoff;
 	r->backoff = r->backoff * 2 > REMOTE_BACKOFF_MAX ? REMOTE_BACKOFF_MAX : r->backoff * 2;
 }
@@ -103,7 +98,6 @@ on_connect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK) {
 		log_debug("remote: cannot connect to Redis: %s", ac->errstr);
 		r->ac = NULL; /* hiredis frees it */
-		r->subscribed = 0;
 		schedule_retry(r);
 		return;
 	}
@@ -122,7 +116,6 @@ on_disconnect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK)
 		log_debug("remote: Redis connection lost: %s", ac->errstr);
 	r->ac = NULL;
-	r->subscribed = 0;
 	schedule_retry(r);
 }
 
@@ -204,7 +197,6 @@ drop_conn(struct remote *r)
 		r->ac = NULL;
 	}
 	r->want.read = r->want.write = 0;
-	r->subscribed = 0;
 	schedule_retry(r);
 }
 
@@ -306,13 +298,13 @@ remote_gate(struct remote *r, struct jobq_gate *g)
 	if (!remote_gating(r))
 		return 0;
 	now = util_mono_ms();
-	since = util_now_ms() - grace_ms(r);
+	since = util_now_ms() - remote_grace_ms(r);
 	/* Not listening (yet), we would not see an event: every young
 	 * announced job waits. Listening, a job enqueued before we were may
 	 * have had its event already: it goes. */
 	if (r->subscribed && since < r->subscribed_at)
 		since = r->subscribed_at;
-	while (r->nseen > 0 && now - r->seen[r->seen_first].at > grace_ms(r)) {
+	while (r->nseen > 0 && now - r->seen[r->seen_first].at > remote_grace_ms(r)) {
 		r->seen_first = (r->seen_first + 1) % REMOTE_SEEN_MAX;
 		r->nseen--;
 	}
@@ -324,18 +316,16 @@ remote_gate(struct remote *r, struct jobq_gate *g)
 		buf_put_i64(&r->seen_json, r->seen[(r->seen_first + i) % REMOTE_SEEN_MAX].id);
 	}
 	buf_putc(&r->seen_json, ']');
-	buf_putc(&r->seen_json, '\0');
 	util_iso8601(since, r->young_since);
 	g->seen = r->seen_json.data;
 	g->young_since = r->young_since;
-	g->held_ms = -1;
 	return 1;
 }
 
 int64_t
 remote_grace_ms(const struct remote *r)
 {
-	return grace_ms(r);
+	return (int64_t)r->timeout_ms + REMOTE_GRACE_SLACK;
 }
 
 int

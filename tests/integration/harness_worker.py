@@ -25,6 +25,12 @@ def iso_now():
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
 
 
+def iso_seconds(iso):
+    """A stored or answered time (2026-01-02T03:04:05.678Z) in seconds since the epoch."""
+    from datetime import datetime
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 def have_etlctl():
     return os.access(binary("etlctl"), os.X_OK)
 
@@ -65,10 +71,12 @@ def wake(env):
     return n
 
 
-def enqueue(env, *sistemas, params=None, use_sql=False, wake_up=True):
+def enqueue(env, *sistemas, params=None, use_sql=False, wake_up=True, announce=False):
     """Enqueues a job as etl-api would; returns its id. The worker is woken
-    (wake_up=False: not, as if the API ran on another host)."""
-    if have_etlctl() and not use_sql and wake_up:
+    (wake_up=False: not, as if the API ran on another host). announce: as
+    etl-api with events on marks it (jobs.announce); nobody publishes its
+    pending here."""
+    if have_etlctl() and not use_sql and wake_up and not announce:
         args = ["job", "add", *sistemas]
         if params is not None:
             args += ["--params", json.dumps(params)]
@@ -79,9 +87,10 @@ def enqueue(env, *sistemas, params=None, use_sql=False, wake_up=True):
     try:
         con.execute("BEGIN IMMEDIATE")
         cur = con.execute(
-            "INSERT INTO jobs (tipo, params, status, created_at, sistemas, created_by) "
-            "VALUES ('execucao', ?, 'pending', ?, ?, 'test')",
-            (json.dumps(params) if params is not None else None, iso_now(), json.dumps(list(sistemas))))
+            "INSERT INTO jobs (tipo, params, status, created_at, sistemas, created_by, announce) "
+            "VALUES ('execucao', ?, 'pending', ?, ?, 'test', ?)",
+            (json.dumps(params) if params is not None else None, iso_now(), json.dumps(list(sistemas)),
+             int(announce)))
         jid = cur.lastrowid
         for s in sistemas:
             con.execute("UPDATE sistemas SET status = 'PENDING', progresso = 0, mensagem = NULL "

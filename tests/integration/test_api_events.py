@@ -13,7 +13,7 @@ import pytest
 
 from harness import start_redis, wait_for
 from harness_web import Fcgi, Subscriber, WebStack, make_env, populate, start_api, wake_socket
-from harness_worker import start_worker
+from harness_worker import iso_seconds as seconds, start_worker
 from harness_wsd import Redis
 
 
@@ -171,11 +171,6 @@ def job_times(c, jid):
     st, _, j, _ = c.get(f"/api/jobs/{jid}")
     assert st == 200, j
     return j
-
-
-def seconds(iso):
-    from datetime import datetime
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def test_a_running_never_reaches_the_channel_before_its_pending(menv):

@@ -1,14 +1,14 @@
 """etl-worker events through a real Redis: every state change and line is
 published as API.md says, and Redis going away mid-job neither stalls nor
 fails the job; events resume once Redis is back."""
-import json
 import os
 
 from harness import start_redis, wait_for
 import time
 
-from harness_worker import (RedisSub, enqueue, init_db, job, redis_publish, start_worker,
-                            wait_status)
+from harness_worker import (RedisSub, enqueue, init_db, iso_seconds, job, redis_publish,
+                            start_worker, wait_status)
+from harness_wsd import Redis
 
 
 def test_events_of_a_job(env):
@@ -134,26 +134,6 @@ def test_closed_orphans_are_announced_and_counters_stored(env):
         sub.close()
 
 
-def redis_command(port, *args):
-    """One command over TCP (RESP); returns the bulk or simple reply as text."""
-    import socket
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    try:
-        s.sendall(b"*%d\r\n" % len(args) + b"".join(
-            b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args))
-        buf = b""
-        while True:
-            buf += s.recv(65536)
-            if buf.startswith(b"$"):
-                n, rest = buf[1:].split(b"\r\n", 1)
-                if len(rest) >= int(n) + 2:
-                    return rest[:int(n)].decode()
-            elif buf.endswith(b"\r\n"):
-                return buf[1:-2].decode()
-    finally:
-        s.close()
-
-
 def test_subscription_over_tcp_has_keepalive(env):
     """The worker's subscription holds announced jobs until their pending
     is seen (README): one whose peer vanished without a FIN must not look
@@ -162,10 +142,10 @@ def test_subscription_over_tcp_has_keepalive(env):
     from harness import free_port
     init_db(env)
     port = free_port()
-    start_redis(env, port=port)
+    _, url = start_redis(env, port=port)
     w = start_worker(env, REDIS_ENABLED="true", REDIS_URL=f"redis://127.0.0.1:{port}/0")
     wait_for(lambda: "remote: subscribed" in w.log(), what="worker subscribed")
-    clients = redis_command(port, "CLIENT", "LIST").splitlines()
+    clients = Redis(url).command("CLIENT", "LIST").decode().splitlines()
     subs = [c for c in clients if "cmd=subscribe" in c]
     assert len(subs) == 1, clients
     local = int(subs[0].split("addr=")[1].split()[0].rsplit(":", 1)[1])
@@ -193,9 +173,8 @@ def test_once_with_redis_starts_announced_jobs_enqueued_before_it(env):
     from harness import binary
     init_db(env)
     _, url = start_redis(env)
-    ids = [enqueue(env, s, params={"lines": 1}, use_sql=True, wake_up=False)
+    ids = [enqueue(env, s, params={"lines": 1}, wake_up=False, announce=True)
            for s in ("amplis", "maps")]
-    env.sql("UPDATE jobs SET announce = 1")  # as etl-api with events on writes them
     e = dict(env.env, REDIS_ENABLED="true", REDIS_URL=url, REDIS_SOCKET_TIMEOUT="30",
              ETL_MAX_CONCURRENT_JOBS="2")
     t0 = time.monotonic()
@@ -208,23 +187,9 @@ def test_once_with_redis_starts_announced_jobs_enqueued_before_it(env):
     assert "started without its pending event" not in r.stderr
 
 
-def enqueue_announced(env, sistema):
-    """A job as etl-api with events on enqueues it (jobs.announce = 1), and
-    the wake-up datagram; its pending event is never published."""
-    from harness_worker import iso_now, wake
-    jid = env.sql("INSERT INTO jobs (tipo, status, created_at, sistemas, created_by, announce) "
-                  "VALUES ('execucao', 'pending', ?, ?, 'test', 1) RETURNING id",
-                  iso_now(), json.dumps([sistema]))[0][0]
-    wake(env)
-    return jid
-
-
 def waited(env, jid):
-    from datetime import datetime
     j = job(env, jid)
-    t = [datetime.fromisoformat(j[k].replace("Z", "+00:00")).timestamp()
-         for k in ("created_at", "started_at")]
-    return t[1] - t[0]
+    return iso_seconds(j["started_at"]) - iso_seconds(j["created_at"])
 
 
 def test_not_subscribed_holds_announced_jobs_unless_it_cannot_publish(env):
@@ -246,7 +211,7 @@ def test_not_subscribed_holds_announced_jobs_unless_it_cannot_publish(env):
             url = "redis://127.0.0.1:%d/0" % sock.getsockname()[1]
             w = start_worker(env, "held" if held else "free", REDIS_ENABLED="true", REDIS_URL=url,
                              REDIS_SOCKET_TIMEOUT="1", ETL_POLL_INTERVAL="60")
-            i = enqueue_announced(env, "amplis")
+            i = enqueue(env, "amplis", announce=True)
             wait_status(env, i, "completed", timeout=20)
             if held:
                 assert 1.8 <= waited(env, i) < 10, job(env, i)
