@@ -54,10 +54,10 @@ main(int argc, char **argv)
 			fatalx("sist_put");
 		names[i] = xstrdup(sid);
 	}
-	struct ckpt *ckpt = ckpt_start(path, 10000, err, sizeof(err));
+	struct ckpt *ckpt = ckpt_start(path, 10000, DB_CHECKPOINT_INTERVAL_MS, err, sizeof(err));
 	if (ckpt == NULL)
 		fatalx("%s", err);
-	db_autocheckpoint(db, 0); /* as in etl-api and etl-worker: the thread's job */
+	db_autocheckpoint(db, 0, ckpt_nudge, ckpt); /* as in etl-api and etl-worker */
 	int64_t c0 = thread_cpu_us(), t0 = util_mono_ms(), id;
 	int existed;
 	uint64_t mask;
@@ -86,7 +86,7 @@ main(int argc, char **argv)
 			int r;
 			if (d == NULL)
 				_exit(1);
-			db_autocheckpoint(d, 0);
+			db_autocheckpoint(d, 0, NULL, NULL); /* the parent's thread checkpoints */
 			while ((r = jobq_acquire(d, getpid(), procs, 0, &j)) != 0) {
 				if (r < 0)
 					continue;
@@ -101,7 +101,7 @@ main(int argc, char **argv)
 	}
 	/* The parent checkpoints meanwhile (forked children must not inherit a
 	 * running thread: they get none, the parent starts it after forking). */
-	struct ckpt *ck2 = ckpt_start(path, 10000, err, sizeof(err));
+	struct ckpt *ck2 = ckpt_start(path, 10000, DB_CHECKPOINT_INTERVAL_MS, err, sizeof(err));
 	if (ck2 == NULL)
 		fatalx("%s", err);
 	int st, bad_exit = 0;

@@ -142,10 +142,10 @@ route_db_ensure(struct api *api)
 	/* A serving process checkpoints the WAL on its own thread, so that no
 	 * request pays for it (lib/db.h), also when no etl-worker runs. */
 	if (api->long_lived && api->ckpt == NULL &&
-	    (api->ckpt = ckpt_start(
-	         api->conf.db_path, api->conf.db_busy_timeout, err, sizeof(err))) == NULL)
+	    (api->ckpt = ckpt_start(api->conf.db_path, api->conf.db_busy_timeout,
+	         DB_CHECKPOINT_INTERVAL_MS, err, sizeof(err))) == NULL)
 		log_warnx("%s (requests will checkpoint the WAL themselves)", err);
-	db_autocheckpoint(api->db, api->ckpt == NULL);
+	db_autocheckpoint(api->db, api->ckpt == NULL, ckpt_nudge, api->ckpt);
 	return 0;
 }
 

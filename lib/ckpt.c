@@ -45,6 +45,8 @@ struct ckpt {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;
+	int interval_ms; /* between passes when the WAL is quiet */
+	atomic_int nudged; /* a pass is due, or running: no need to nudge */
 };
 
 /* Says once why the thread checkpoints without the lock, and lets it. */
@@ -88,33 +90,51 @@ take_turn(struct ckpt *c)
 	return atomic_load(&c->held);
 }
 
+/* Waits ms, or less when c stops, or (if on_nudge) when a commit nudges
+ * it; called and returns with c->mu held. Returns 0 once c is stopping. */
+static int
+rest(struct ckpt *c, int ms, int on_nudge)
+{
+	struct timespec at;
+
+	clock_gettime(CLOCK_MONOTONIC, &at);
+	at.tv_nsec += (long)(ms % 1000) * 1000000L;
+	at.tv_sec += ms / 1000 + at.tv_nsec / 1000000000L;
+	at.tv_nsec %= 1000000000L;
+	while (!c->stop && !(on_nudge && atomic_load(&c->nudged)))
+		if (pthread_cond_timedwait(&c->cv, &c->mu, &at) == ETIMEDOUT)
+			break;
+	return !c->stop;
+}
+
+/* Passes, each after a pause: DB_CHECKPOINT_SOON_MS after a pass that
+ * found the WAL busy (DB_CHECKPOINT_BUSY_PAGES or more), else until the
+ * interval is over or a commit nudges (ckpt_nudge), but never less. */
 static void *
 ckpt_main(void *arg)
 {
 	struct ckpt *c = arg;
-	struct timespec at;
+	int busy = 0, frames;
 
+	(void)take_turn(c); /* at once: nudges need the turn */
 	pthread_mutex_lock(&c->mu);
-	while (!c->stop) {
-		clock_gettime(CLOCK_MONOTONIC, &at);
-		at.tv_nsec += (long)(DB_CHECKPOINT_INTERVAL_MS % 1000) * 1000000L;
-		at.tv_sec += DB_CHECKPOINT_INTERVAL_MS / 1000 + at.tv_nsec / 1000000000L;
-		at.tv_nsec %= 1000000000L;
-		while (!c->stop && pthread_cond_timedwait(&c->cv, &c->mu, &at) != ETIMEDOUT)
-			;
-		if (c->stop)
-			break;
+	while (rest(c, DB_CHECKPOINT_SOON_MS, 0) &&
+	       (busy || rest(c, c->interval_ms - DB_CHECKPOINT_SOON_MS, 1))) {
+		atomic_store(&c->nudged, 1); /* nudges wait for the pass to end */
 		pthread_mutex_unlock(&c->mu);
+		frames = 0;
 		if (take_turn(c))
-			(void)db_checkpoint(c->db, NULL, NULL); /* DB_BUSY: the next tick */
+			(void)db_checkpoint(c->db, &frames, NULL); /* DB_BUSY: the next pass */
+		busy = frames >= DB_CHECKPOINT_BUSY_PAGES;
 		pthread_mutex_lock(&c->mu);
+		atomic_store(&c->nudged, 0);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
 
 struct ckpt *
-ckpt_start(const char *path, int busy_ms, char *err, size_t errlen)
+ckpt_start(const char *path, int busy_ms, int interval_ms, char *err, size_t errlen)
 {
 	struct ckpt *c = xcalloc(1, sizeof(*c));
 	struct stat sb;
@@ -128,6 +148,7 @@ ckpt_start(const char *path, int busy_ms, char *err, size_t errlen)
 	}
 	c->lock_path = xasprintf("%s.ckpt.lock", path);
 	c->lock_fd = -1;
+	c->interval_ms = interval_ms > DB_CHECKPOINT_SOON_MS ? interval_ms : DB_CHECKPOINT_SOON_MS;
 	c->lock_mode = 0660;
 	c->lock_gid = getegid();
 	if (stat(path, &sb) == 0) {
@@ -160,6 +181,19 @@ int
 ckpt_holds(struct ckpt *c)
 {
 	return atomic_load(&c->held);
+}
+
+void
+ckpt_nudge(void *arg)
+{
+	struct ckpt *c = arg;
+
+	/* most commits past the mark find it already set: a load, no write */
+	if (!atomic_load(&c->held) || atomic_load(&c->nudged) || atomic_exchange(&c->nudged, 1))
+		return;
+	pthread_mutex_lock(&c->mu);
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
 }
 
 void

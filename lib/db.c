@@ -29,6 +29,8 @@ struct db {
 	int64_t busy_last; /* mono ms: when the handler's last sleep ended */
 	int ckpt_wait; /* in db_checkpoint's RESTART (busy_wait says why) */
 	int read_scope; /* in db_read_scope */
+	void (*nudge)(void *); /* db_autocheckpoint's; may be NULL */
+	void *nudge_arg;
 	struct {
 		const char *sql;
 		sqlite3_stmt *st;
@@ -368,11 +370,30 @@ db_remove(const char *path)
 			(void)unlink(p);
 }
 
-void
-db_autocheckpoint(struct db *db, int on)
+/* The WAL hook of a connection whose checkpoints are a thread's job; in
+ * place of SQLite's own (sqlite3_wal_autocheckpoint), whose passive
+ * checkpoint it keeps as the fallback. */
+static int
+wal_hook(void *arg, sqlite3 *h, const char *name, int frames)
 {
-	(void)sqlite3_wal_autocheckpoint(
-	    db->h, on ? DB_AUTOCHECKPOINT_PAGES : DB_AUTOCHECKPOINT_FALLBACK_PAGES);
+	struct db *db = arg;
+
+	if (frames >= DB_AUTOCHECKPOINT_FALLBACK_PAGES)
+		(void)sqlite3_wal_checkpoint_v2(h, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	else if (frames >= DB_CHECKPOINT_RESTART_PAGES && db->nudge != NULL)
+		db->nudge(db->nudge_arg);
+	return SQLITE_OK;
+}
+
+void
+db_autocheckpoint(struct db *db, int on, void (*nudge)(void *arg), void *arg)
+{
+	db->nudge = nudge;
+	db->nudge_arg = arg;
+	if (on)
+		(void)sqlite3_wal_autocheckpoint(db->h, DB_AUTOCHECKPOINT_PAGES);
+	else
+		(void)sqlite3_wal_hook(db->h, wal_hook, db);
 }
 
 enum db_rc

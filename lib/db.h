@@ -89,6 +89,14 @@ enum db_rc db_map(int sqlite_rc);
  * against 22-23 ms, the same throughput (4 pairs). */
 #define DB_CHECKPOINT_INTERVAL_MS 250
 #define DB_CHECKPOINT_RESTART_PAGES 4000
+/* A pass that finds this many pages in the WAL (4,000 a second) comes
+ * back after DB_CHECKPOINT_SOON_MS, not the whole interval; and a commit
+ * that leaves DB_CHECKPOINT_RESTART_PAGES nudges the thread. Both bound
+ * the WAL, and with it the WAL index every process maps: 32 KiB per
+ * 4,096 frames the WAL ever held, all of it resident. At 24k enqueues/s
+ * the WAL reached 20,000-40,000 frames in 250 ms (README). */
+#define DB_CHECKPOINT_BUSY_PAGES 1000
+#define DB_CHECKPOINT_SOON_MS 50
 #define DB_CHECKPOINT_WAIT_MS 50
 
 /* A passive checkpoint: copies what it can without waiting for readers or
@@ -101,16 +109,19 @@ enum db_rc db_checkpoint(struct db *db, int *wal_frames, int *copied);
  * WAL, its index and the checkpointer's lock): a fresh start for tests and
  * benchmarks, never for a database in use. */
 void db_remove(const char *path);
-/* Whether db's own commits checkpoint the WAL once it holds
- * DB_AUTOCHECKPOINT_PAGES (on, as db_open leaves it), or only past
- * DB_AUTOCHECKPOINT_FALLBACK_PAGES (off: for a process that runs a
- * checkpointer thread, ckpt.h). Past 16,000 pages every commit would try,
- * in the request, and get in the way of the thread: under bench/api.sh its
- * passes failed (SQLITE_BUSY) for seconds while the WAL grew to 250 MB. The
- * fallback is for a checkpointer that holds the turn but makes no progress
- * (its process stopped with SIGSTOP, frozen, or on an old inode of a
- * replaced database): then the commits take over at 64,000 pages. */
-void db_autocheckpoint(struct db *db, int on);
+/* Whose job the checkpoints of db's commits are. on: their own, once the
+ * WAL holds DB_AUTOCHECKPOINT_PAGES, as db_open leaves it. Off: a
+ * checkpointer thread's (ckpt.h), this process's or another's; then a
+ * commit that leaves the WAL at DB_CHECKPOINT_RESTART_PAGES or more calls
+ * nudge(arg) (ckpt_nudge; nudge may be NULL), and db's commits checkpoint
+ * only past DB_AUTOCHECKPOINT_FALLBACK_PAGES. Past 16,000 pages every
+ * commit would try, in the request, and get in the way of the thread:
+ * under bench/api.sh its passes failed (SQLITE_BUSY) for seconds while the
+ * WAL grew to 250 MB. The fallback is for a checkpointer that holds the
+ * turn but makes no progress (its process stopped with SIGSTOP, frozen, or
+ * on an old inode of a replaced database): then the commits take over at
+ * 64,000 pages. */
+void db_autocheckpoint(struct db *db, int on, void (*nudge)(void *arg), void *arg);
 
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK. begin and commit return enum db_rc;
  * rollback is safe to call when no transaction is open. db_begin_read opens

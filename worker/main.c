@@ -221,9 +221,10 @@ main(int argc, char **argv)
 		goto out;
 	}
 	/* Without it (no thread to be had) commits checkpoint themselves. */
-	if ((w.ckpt = ckpt_start(w.conf.db_path, w.conf.db_busy_timeout, err, sizeof(err))) == NULL)
+	if ((w.ckpt = ckpt_start(w.conf.db_path, w.conf.db_busy_timeout, DB_CHECKPOINT_INTERVAL_MS,
+	         err, sizeof(err))) == NULL)
 		log_warnx("%s (commits will checkpoint the WAL themselves)", err);
-	db_autocheckpoint(w.db, w.ckpt == NULL);
+	db_autocheckpoint(w.db, w.ckpt == NULL, ckpt_nudge, w.ckpt);
 	{
 		/* heals counts a hand edit put off (jobq.h); a failure here is
 		 * not a reason to stop */

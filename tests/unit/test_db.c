@@ -390,7 +390,7 @@ checkpoint_restarts_a_long_wal(void **state)
 		seq = wal_restarts(path); /* once the writer has its WAL */
 	}
 	assert_true(seq >= 0);
-	struct ckpt *c = ckpt_start(path, 1000, err, sizeof(err));
+	struct ckpt *c = ckpt_start(path, 1000, DB_CHECKPOINT_INTERVAL_MS, err, sizeof(err));
 	assert_non_null(c);
 	long restarts = 0;
 	for (int i = 0; i < 3000 && restarts < 2; i++) {
@@ -409,6 +409,108 @@ checkpoint_restarts_a_long_wal(void **state)
 	assert_int_equal(count(db, "SELECT count(*) FROM pragma_integrity_check WHERE "
 	                           "integrity_check != 'ok'"),
 	    0);
+	db_close(db);
+	db_remove(path);
+}
+
+static void
+count_nudge(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+/* One commit that changes at least `pages` pages of t. */
+static void
+write_pages(struct db *db, int pages)
+{
+	char ins[80];
+	snprintf(ins, sizeof(ins), "INSERT INTO t VALUES (zeroblob(%d))", pages * DB_PAGE_SIZE);
+	assert_int_equal(sqlite3_exec(db_sqlite(db), ins, NULL, NULL, NULL), SQLITE_OK);
+}
+
+/* Whether the WAL starts over within ms: a small commit every 10 ms, and
+ * the first commit after a pass that copied the whole WAL starts it over. */
+static int
+restarts_within(struct db *db, const char *path, int ms)
+{
+	long seq = wal_restarts(path);
+	for (int t = 0; t < ms; t += 10) {
+		usleep(10000);
+		assert_int_equal(
+		    sqlite3_exec(db_sqlite(db), "INSERT INTO t VALUES (1)", NULL, NULL, NULL),
+		    SQLITE_OK);
+		if (wal_restarts(path) != seq)
+			return 1;
+	}
+	return 0;
+}
+
+static struct ckpt *
+holding_checkpointer(const char *path, int interval_ms)
+{
+	char err[256];
+	struct ckpt *c = ckpt_start(path, 1000, interval_ms, err, sizeof(err));
+	assert_non_null(c);
+	for (int i = 0; i < 200 && !ckpt_holds(c); i++)
+		usleep(10000); /* it takes the turn as it starts */
+	assert_true(ckpt_holds(c));
+	return c;
+}
+
+/* The checkpointer keeps pace with the WAL, so the WAL (and the index
+ * every process maps, 32 KiB per 4,096 frames it ever held) stays short:
+ * a commit that leaves the WAL long nudges the thread, and a pass that
+ * found it busy comes back soon. With an interval of a minute, nothing
+ * else could make it start over within seconds. And a connection whose
+ * checkpoints are a thread's job still checkpoints past the fallback. */
+static void
+the_checkpointer_keeps_pace_with_the_wal(void **state)
+{
+	char path[64], err[256];
+	int nudges = 0;
+	(void)state;
+	unit_tmpdb(path, sizeof(path));
+	struct db *db = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(
+	    sqlite3_exec(db_sqlite(db), "CREATE TABLE t (x BLOB)", NULL, NULL, NULL), SQLITE_OK);
+	struct ckpt *c = holding_checkpointer(path, 60000);
+
+	/* counted, not passed on: the WAL stays as it is */
+	db_autocheckpoint(db, 0, count_nudge, &nudges);
+	write_pages(db, DB_CHECKPOINT_RESTART_PAGES / 2);
+	assert_int_equal(nudges, 0);
+	write_pages(db, DB_CHECKPOINT_RESTART_PAGES / 2);
+	assert_int_equal(nudges, 1);
+	assert_false(restarts_within(db, path, 300));
+	assert_true(nudges > 1); /* each commit while it is long */
+
+	/* passed on: the next commit brings the pass forward */
+	db_autocheckpoint(db, 0, ckpt_nudge, c);
+	assert_true(restarts_within(db, path, 10000));
+
+	/* busy: a writer that never nudges, 600 pages every 20 ms; one kick,
+	 * then each pass finds 1,000 pages or more and comes back soon */
+	db_autocheckpoint(db, 0, NULL, NULL);
+	long seq = wal_restarts(path), seen = seq, restarts = 0;
+	ckpt_nudge(c);
+	for (int i = 0; i < 75; i++) { /* 1.5 s, 45,000 pages at most */
+		write_pages(db, 600);
+		if (wal_restarts(path) != seen) {
+			seen = wal_restarts(path);
+			restarts++;
+		}
+		usleep(20000);
+	}
+	if (restarts < 4)
+		fail_msg(
+		    "the WAL started over %ld time(s) in 1.5 s of busy writes; want 4", restarts);
+	ckpt_stop(c);
+
+	/* no thread at work: past the fallback, the commit checkpoints */
+	assert_false(restarts_within(db, path, 100));
+	write_pages(db, DB_AUTOCHECKPOINT_FALLBACK_PAGES);
+	assert_true(restarts_within(db, path, 100));
 	db_close(db);
 	db_remove(path);
 }
@@ -438,7 +540,8 @@ one_checkpointer_per_database(void **state)
 	struct db *db = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
 	assert_non_null(db);
 	for (int i = 0; i < 3; i++)
-		assert_non_null(c[i] = ckpt_start(path, 1000, err, sizeof(err)));
+		assert_non_null(
+		    c[i] = ckpt_start(path, 1000, DB_CHECKPOINT_INTERVAL_MS, err, sizeof(err)));
 	for (int left = 3; left > 0; left--) {
 		int holders = 0, who = -1;
 		for (int t = 0; t < 40; t++) { /* up to 4 s: ticks are 1 s apart */
@@ -458,11 +561,12 @@ one_checkpointer_per_database(void **state)
 		c[who] = NULL;
 	}
 	assert_false(lock_taken(lock));
-	/* a process with the thread leaves its commits only the fallback */
+	/* a process with the thread replaces SQLite's own hook by ours (its
+	 * fallback: the_checkpointer_keeps_pace_with_the_wal) */
 	assert_int_equal(count(db, "PRAGMA wal_autocheckpoint"), DB_AUTOCHECKPOINT_PAGES);
-	db_autocheckpoint(db, 0);
-	assert_int_equal(count(db, "PRAGMA wal_autocheckpoint"), DB_AUTOCHECKPOINT_FALLBACK_PAGES);
-	db_autocheckpoint(db, 1);
+	db_autocheckpoint(db, 0, NULL, NULL);
+	assert_int_equal(count(db, "PRAGMA wal_autocheckpoint"), 0);
+	db_autocheckpoint(db, 1, NULL, NULL);
 	assert_int_equal(count(db, "PRAGMA wal_autocheckpoint"), DB_AUTOCHECKPOINT_PAGES);
 	db_close(db);
 	db_remove(path);
@@ -558,6 +662,7 @@ main(void)
 		cmocka_unit_test(read_scope_is_one_snapshot_and_read_only),
 		cmocka_unit_test(checkpoint_restarts_a_long_wal),
 		cmocka_unit_test(one_checkpointer_per_database),
+		cmocka_unit_test(the_checkpointer_keeps_pace_with_the_wal),
 		cmocka_unit_test(concurrent_first_open),
 		cmocka_unit_test(full_disk_is_reported),
 		cmocka_unit_test(full_disk_mid_migration_rolls_back),
