@@ -1,7 +1,8 @@
 /*
  * ckpt: the checkpointer thread (ckpt.h). It shares nothing with its
  * creator but the stop flag, under one mutex and condition variable that
- * also serve as its interruptible sleep.
+ * also serve as its interruptible sleep, and with the committing threads
+ * of its process the atomic turn and nudged flags (ckpt_nudge).
  *
  * One checkpointer per database, not one per process: SQLite lets one
  * checkpoint run at a time and a RESTART that finds another's passive pass
@@ -46,7 +47,8 @@ struct ckpt {
 	pthread_cond_t cv;
 	int stop;
 	int interval_ms; /* between passes when the WAL is quiet */
-	atomic_int nudged; /* a pass is due, or running: no need to nudge */
+	atomic_int turn; /* this thread checkpoints (take_turn's last answer) */
+	atomic_int nudged; /* a pass is due: no need to nudge again */
 };
 
 /* Says once why the thread checkpoints without the lock, and lets it. */
@@ -107,27 +109,34 @@ rest(struct ckpt *c, int ms, int on_nudge)
 	return !c->stop;
 }
 
-/* Passes, each after a pause: DB_CHECKPOINT_SOON_MS after a pass that
- * found the WAL busy (DB_CHECKPOINT_BUSY_PAGES or more), else until the
- * interval is over or a commit nudges (ckpt_nudge), but never less. */
+/* Passes, each after a pause of DB_CHECKPOINT_SOON_MS, and then, unless
+ * the last pass found the WAL busy (DB_CHECKPOINT_BUSY_PAGES or more), of
+ * the rest of the interval: cut short by a nudge (ckpt_nudge), except
+ * after a pass that could not finish. That one met a reader keeping the
+ * WAL from starting over, and its RESTART held the write lock while it
+ * waited for the reader: every 50 ms, writers would wait most of the time
+ * while the reader stays. */
 static void *
 ckpt_main(void *arg)
 {
 	struct ckpt *c = arg;
-	int busy = 0, frames;
+	enum { QUIET, BUSY, STUCK } pace = QUIET;
+	int frames;
+	enum db_rc rc;
 
-	(void)take_turn(c); /* at once: nudges need the turn */
+	atomic_store(&c->turn, take_turn(c)); /* at once: nudges need it */
 	pthread_mutex_lock(&c->mu);
 	while (rest(c, DB_CHECKPOINT_SOON_MS, 0) &&
-	       (busy || rest(c, c->interval_ms - DB_CHECKPOINT_SOON_MS, 1))) {
-		atomic_store(&c->nudged, 1); /* nudges wait for the pass to end */
+	       (pace == BUSY || rest(c, c->interval_ms - DB_CHECKPOINT_SOON_MS, pace == QUIET))) {
+		atomic_store(&c->nudged, 0); /* a nudge from now on is for the next */
 		pthread_mutex_unlock(&c->mu);
 		frames = 0;
-		if (take_turn(c))
-			(void)db_checkpoint(c->db, &frames, NULL); /* DB_BUSY: the next pass */
-		busy = frames >= DB_CHECKPOINT_BUSY_PAGES;
+		rc = DB_OK;
+		atomic_store(&c->turn, take_turn(c));
+		if (atomic_load(&c->turn))
+			rc = db_checkpoint(c->db, &frames, NULL);
+		pace = rc == DB_BUSY ? STUCK : frames >= DB_CHECKPOINT_BUSY_PAGES ? BUSY : QUIET;
 		pthread_mutex_lock(&c->mu);
-		atomic_store(&c->nudged, 0);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
@@ -189,7 +198,7 @@ ckpt_nudge(void *arg)
 	struct ckpt *c = arg;
 
 	/* most commits past the mark find it already set: a load, no write */
-	if (!atomic_load(&c->held) || atomic_load(&c->nudged) || atomic_exchange(&c->nudged, 1))
+	if (!atomic_load(&c->turn) || atomic_load(&c->nudged) || atomic_exchange(&c->nudged, 1))
 		return;
 	pthread_mutex_lock(&c->mu);
 	pthread_cond_signal(&c->cv);

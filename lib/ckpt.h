@@ -22,8 +22,8 @@ struct ckpt;
 struct ckpt *ckpt_start(const char *path, int busy_ms, int interval_ms, char *err, size_t errlen);
 /* Whether c's thread is the one checkpointing its database now. */
 int ckpt_holds(struct ckpt *c);
-/* Brings c's next pass forward to now (or to the end of the pause after
- * its last one), if c's thread is the database's checkpointer: for a
+/* Brings c's next pass forward to the end of the short pause after its
+ * last one (DB_CHECKPOINT_SOON_MS), if c's thread checkpoints: for a
  * commit that leaves the WAL long (db_autocheckpoint). Any thread; a load
  * and nothing more when a pass is due already. arg is a struct ckpt *. */
 void ckpt_nudge(void *arg);

@@ -213,7 +213,8 @@ db_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 	     * checkpoint is two fsyncs, which would otherwise land on whichever
 	     * request's commit crosses the threshold. This one is the safety
 	     * net for a connection of a process without that thread (CGI mode,
-	     * tools); db_autocheckpoint turns it off where the thread runs.
+	     * tools); db_autocheckpoint hands the job to the thread where
+	     * it runs, with a hook of ours in place of SQLite's.
 	     * The WAL file is cut back to 64 MiB when it starts over. */
 	    sqlite3_wal_autocheckpoint(h, DB_AUTOCHECKPOINT_PAGES) != SQLITE_OK ||
 	    exec_simple(h, "PRAGMA journal_size_limit=67108864") != SQLITE_OK) {

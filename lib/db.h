@@ -77,7 +77,8 @@ enum db_rc db_map(int sqlite_rc);
 
 /* The WAL is copied back into the database by db_checkpoint, which one
  * checkpointer thread per database (ckpt.h: etl-worker's or an etl-api
- * process's) calls every DB_CHECKPOINT_INTERVAL_MS; a connection of a
+ * process's) calls every DB_CHECKPOINT_INTERVAL_MS, or sooner while the
+ * WAL grows fast (ckpt.c); a connection of a
  * process without that thread checkpoints at commit once the WAL holds
  * DB_AUTOCHECKPOINT_PAGES (32 MiB of 2 KiB pages, 64 MiB of a legacy
  * database's 4 KiB), and a WAL file longer than 64 MiB is cut back to that
@@ -89,9 +90,10 @@ enum db_rc db_map(int sqlite_rc);
  * against 22-23 ms, the same throughput (4 pairs). */
 #define DB_CHECKPOINT_INTERVAL_MS 250
 #define DB_CHECKPOINT_RESTART_PAGES 4000
-/* A pass that finds this many pages in the WAL (4,000 a second) comes
- * back after DB_CHECKPOINT_SOON_MS, not the whole interval; and a commit
- * that leaves DB_CHECKPOINT_RESTART_PAGES nudges the thread. Both bound
+/* A pass that finds this many pages in the WAL (written since it last
+ * started over) comes back after DB_CHECKPOINT_SOON_MS, not the whole
+ * interval; and a commit that leaves DB_CHECKPOINT_RESTART_PAGES nudges
+ * the thread (ckpt_nudge). Both bound
  * the WAL, and with it the WAL index every process maps: 32 KiB per
  * 4,096 frames the WAL ever held, all of it resident. At 24k enqueues/s
  * the WAL reached 20,000-40,000 frames in 250 ms (README). */
