@@ -334,6 +334,20 @@ wal_restarts(const char *path)
 	return n;
 }
 
+/* A new database at path (of size sizeof(char[64])) with a table t of
+ * blobs. */
+static struct db *
+db_with_blobs(char *path)
+{
+	char err[256];
+	unit_tmpdb(path, 64);
+	struct db *db = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(
+	    sqlite3_exec(db_sqlite(db), "CREATE TABLE t (x BLOB)", NULL, NULL, NULL), SQLITE_OK);
+	return db;
+}
+
 /* db_checkpoint copies a long WAL back with a writer's data intact, and
  * the WAL starts over; while another process writes steadily, the
  * checkpointer thread keeps it starting over (without the thread only the
@@ -345,11 +359,7 @@ checkpoint_restarts_a_long_wal(void **state)
 	char path[64], err[256];
 	int frames = -1, copied = -1, st;
 	(void)state;
-	unit_tmpdb(path, sizeof(path));
-	struct db *db = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
-	assert_non_null(db);
-	assert_int_equal(
-	    sqlite3_exec(db_sqlite(db), "CREATE TABLE t (x BLOB)", NULL, NULL, NULL), SQLITE_OK);
+	struct db *db = db_with_blobs(path);
 	assert_int_equal(db_checkpoint(db, &frames, &copied), DB_OK);
 	assert_true(frames < DB_CHECKPOINT_RESTART_PAGES && copied == frames);
 	/* > DB_CHECKPOINT_RESTART_PAGES pages (two a row), one transaction each */
@@ -466,14 +476,10 @@ holding_checkpointer(const char *path, int interval_ms)
 static void
 the_checkpointer_keeps_pace_with_the_wal(void **state)
 {
-	char path[64], err[256];
+	char path[64];
 	int nudges = 0;
 	(void)state;
-	unit_tmpdb(path, sizeof(path));
-	struct db *db = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
-	assert_non_null(db);
-	assert_int_equal(
-	    sqlite3_exec(db_sqlite(db), "CREATE TABLE t (x BLOB)", NULL, NULL, NULL), SQLITE_OK);
+	struct db *db = db_with_blobs(path);
 	struct ckpt *c = holding_checkpointer(path, 60000);
 
 	/* counted, not passed on: the WAL stays as it is */
@@ -527,11 +533,7 @@ a_reader_holding_the_wal_does_not_speed_the_passes_up(void **state)
 	char path[64], err[256];
 	int slow = 0;
 	(void)state;
-	unit_tmpdb(path, sizeof(path));
-	struct db *db = db_open(path, DB_OPEN_CREATE, 1000, err, sizeof(err));
-	assert_non_null(db);
-	assert_int_equal(
-	    sqlite3_exec(db_sqlite(db), "CREATE TABLE t (x BLOB)", NULL, NULL, NULL), SQLITE_OK);
+	struct db *db = db_with_blobs(path);
 	struct db *rd = db_open(path, 0, 1000, err, sizeof(err));
 	assert_non_null(rd);
 	assert_int_equal(db_begin_read(rd), DB_OK);
