@@ -112,22 +112,25 @@ rest(struct ckpt *c, int ms, int on_nudge)
 /* Passes, each after a pause of DB_CHECKPOINT_SOON_MS, and then, unless
  * the last pass found the WAL busy (DB_CHECKPOINT_BUSY_PAGES or more), of
  * the rest of the interval: cut short by a nudge (ckpt_nudge), except
- * after a pass that could not finish. That one met a reader keeping the
- * WAL from starting over, and its RESTART held the write lock while it
- * waited for the reader: every 50 ms, writers would wait most of the time
- * while the reader stays. */
+ * after two passes in a row that could not finish (SQLITE_BUSY). One
+ * such pass is mostly a RESTART that did not get the write lock from a
+ * stream of writers (the next pass, soon, gets it); a second one has met
+ * a reader keeping the WAL from starting over, and a RESTART holds the
+ * write lock while it waits for readers: every 50 ms, writers would wait
+ * most of the time while the reader stays. */
 static void *
 ckpt_main(void *arg)
 {
 	struct ckpt *c = arg;
-	enum { QUIET, BUSY, STUCK } pace = QUIET;
+	enum { QUIET, BUSY, STUCK_ONCE, STUCK } pace = QUIET;
 	int frames;
 	enum db_rc rc;
 
 	atomic_store(&c->turn, take_turn(c)); /* at once: nudges need it */
 	pthread_mutex_lock(&c->mu);
 	while (rest(c, DB_CHECKPOINT_SOON_MS, 0) &&
-	       (pace == BUSY || rest(c, c->interval_ms - DB_CHECKPOINT_SOON_MS, pace == QUIET))) {
+	       (pace == BUSY || pace == STUCK_ONCE ||
+	           rest(c, c->interval_ms - DB_CHECKPOINT_SOON_MS, pace == QUIET))) {
 		atomic_store(&c->nudged, 0); /* a nudge from now on is for the next */
 		pthread_mutex_unlock(&c->mu);
 		frames = 0;
@@ -135,7 +138,11 @@ ckpt_main(void *arg)
 		atomic_store(&c->turn, take_turn(c));
 		if (atomic_load(&c->turn))
 			rc = db_checkpoint(c->db, &frames, NULL);
-		pace = rc == DB_BUSY ? STUCK : frames >= DB_CHECKPOINT_BUSY_PAGES ? BUSY : QUIET;
+		/* one pass that could not finish may have met writers only */
+		pace = rc == DB_BUSY && pace >= STUCK_ONCE  ? STUCK
+		       : rc == DB_BUSY                      ? STUCK_ONCE
+		       : frames >= DB_CHECKPOINT_BUSY_PAGES ? BUSY
+		                                            : QUIET;
 		pthread_mutex_lock(&c->mu);
 	}
 	pthread_mutex_unlock(&c->mu);

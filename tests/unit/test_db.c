@@ -549,8 +549,8 @@ a_reader_holding_the_wal_does_not_speed_the_passes_up(void **state)
 		slow += util_mono_ms() - t0 >= DB_CHECKPOINT_WAIT_MS * 3 / 5;
 		usleep(10000);
 	}
-	if (slow > 2)
-		fail_msg("%d of 100 commits waited for a checkpoint; want 2 at most", slow);
+	if (slow > 3) /* two passes, at most one wait each, to tell it is stuck */
+		fail_msg("%d of 100 commits waited for a checkpoint; want 3 at most", slow);
 	db_autocheckpoint(db, 0, NULL, NULL);
 	ckpt_stop(c);
 	db_rollback(rd);
