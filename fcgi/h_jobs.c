@@ -190,9 +190,15 @@ hjobs_execute(struct req *r)
 	if (idem_key(r, &key) != 0)
 		goto out;
 	/* in the batch: the answer waits for the commit (conn.h) */
-	struct enqueue e = { ids, (size_t)n, params_text, r->user.username, key, hmisc_events_on(r),
-		0, 0, "pending", 0, "", r->account_pending ? &r->claims : NULL, r->route->min_role,
-		0 };
+	struct enqueue e = { .ids = ids,
+		.n = (size_t)n,
+		.params = params_text,
+		.by = r->user.username,
+		.key = key,
+		.announce = hmisc_events_on(r),
+		.status = "pending",
+		.claims = r->account_pending ? &r->claims : NULL,
+		.min_role = r->route->min_role };
 	rc = conn_batch(api, enqueue_part, &e);
 	r->held = 0; /* conn_batch gave the connection back */
 	r->db = NULL;

@@ -123,7 +123,7 @@ ckpt_main(void *arg)
 {
 	struct ckpt *c = arg;
 	enum { QUIET, BUSY, STUCK_ONCE, STUCK } pace = QUIET;
-	int frames;
+	int frames, mine;
 	enum db_rc rc;
 
 	atomic_store(&c->turn, take_turn(c)); /* at once: nudges need it */
@@ -135,8 +135,8 @@ ckpt_main(void *arg)
 		pthread_mutex_unlock(&c->mu);
 		frames = 0;
 		rc = DB_OK;
-		atomic_store(&c->turn, take_turn(c));
-		if (atomic_load(&c->turn))
+		atomic_store(&c->turn, mine = take_turn(c));
+		if (mine)
 			rc = db_checkpoint(c->db, &frames, NULL);
 		/* one pass that could not finish may have met writers only */
 		pace = rc == DB_BUSY && pace >= STUCK_ONCE  ? STUCK

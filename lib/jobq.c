@@ -328,26 +328,24 @@ jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive, str
 	return jobq_acquire_gated(db, worker_id, max_slots, exclusive, NULL, out);
 }
 
-/* A held job u (jobq_gate): announce = 1, not seen, younger than
- * young_since. ?5 young_since (NULL: no gate), ?6 the ids seen. */
-#define HELD_U                                                               \
-	"u.status = 'pending' AND u.worker_slot IS NULL AND u.announce = 1 " \
-	"AND u.created_at >= ?5 AND u.id NOT IN (SELECT value FROM json_each(?6))"
-
-/* After an acquire that started nothing: the first held job, if any. */
+/* The first job the gate holds (jobq_gate: announced, not seen, younger
+ * than young_since), if any, into gate->held_id and held_ms: one walk of
+ * the pending jobs in id order (idx_jobs_status_slot), stopping at it. */
 static enum db_rc
 gate_held(struct db *db, struct jobq_gate *gate)
 {
 	static const char q_held[] =
-	    "SELECT u.id, u.created_at FROM jobs u WHERE " HELD_U " ORDER BY u.id LIMIT 1";
+	    "SELECT id, created_at FROM jobs WHERE status = 'pending' AND worker_slot IS NULL "
+	    "AND announce = 1 AND created_at >= ?1 "
+	    "AND id NOT IN (SELECT value FROM json_each(?2)) ORDER BY id LIMIT 1";
 	sqlite3_stmt *st;
 	enum db_rc rc = DB_OK;
 	int r;
 
 	if ((st = db_stmt(db, q_held)) == NULL)
 		return DB_ERROR;
-	db_bind_text(st, 5, gate->young_since);
-	db_bind_text(st, 6, gate->seen);
+	db_bind_text(st, 1, gate->young_since);
+	db_bind_text(st, 2, gate->seen);
 	if ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		gate->held_id = sqlite3_column_int64(st, 0);
 		gate->held_ms = col_time(st, 1);
@@ -361,9 +359,11 @@ gate_held(struct db *db, struct jobq_gate *gate)
 /*
  * The candidate is the first pending job in id order (idx_jobs_status_slot:
  * a pending job's worker_slot is NULL, so the index holds them in rowid
- * order), and before the first held one: the gate's bound is one
- * subquery, not a test per candidate, so a long queue behind a held job
- * costs no more. The exclusivity test walks from the running jobs (a
+ * order), and before the first held one: the gate's bound is that job's
+ * id, found first in the same transaction (gate_held), not a test per
+ * candidate, so a long queue behind a held job costs no more; and a miss
+ * has it already for the caller. The exclusivity test walks from the
+ * running jobs (a
  * handful, through the same index) to their sistemas, never from a
  * sistema to all its jobs: that would grow with history.
  */
@@ -384,8 +384,7 @@ jobq_acquire_gated(struct db *db, int64_t worker_id, int max_slots, int exclusiv
 	    "  (SELECT 1 FROM jobs r CROSS JOIN json_each(r.sistemas) b "
 	    "   CROSS JOIN json_each(j.sistemas) a ON a.value = b.value "
 	    "   WHERE r.status = 'running')) "
-	    "  AND (?5 IS NULL OR j.id < coalesce((SELECT min(u.id) FROM jobs u WHERE " HELD_U
-	    "), 9223372036854775807)) "
+	    "  AND j.id < ?5 "
 	    "  ORDER BY j.id LIMIT 1) "
 	    "AND (SELECT count(*) FROM jobs WHERE status = 'running') < ?3 "
 	    "RETURNING " JOB_COLS;
@@ -414,16 +413,15 @@ jobq_acquire_gated(struct db *db, int64_t worker_id, int max_slots, int exclusiv
 		return db_map(r);
 	if ((rc = db_begin(db)) != DB_OK)
 		return rc;
+	if (gate != NULL)
+		CHECK(gate_held(db, gate));
 	now_iso(now, NULL);
 	STMT(st, q_acq);
 	sqlite3_bind_int64(st, 1, worker_id);
 	db_bind_text(st, 2, now);
 	sqlite3_bind_int(st, 3, max_slots);
 	sqlite3_bind_int(st, 4, exclusive);
-	if (gate) { /* else NULL: no gate */
-		db_bind_text(st, 5, gate->young_since);
-		db_bind_text(st, 6, gate->seen);
-	}
+	sqlite3_bind_int64(st, 5, gate != NULL && gate->held_id > 0 ? gate->held_id : INT64_MAX);
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		job_from_row(st, out);
 		got = 1;
@@ -438,9 +436,8 @@ jobq_acquire_gated(struct db *db, int64_t worker_id, int max_slots, int exclusiv
 		goto fail;
 	}
 	if (!got) {
-		rc = gate ? gate_held(db, gate) : DB_OK;
 		db_rollback(db);
-		return rc == DB_OK ? 0 : rc;
+		return 0;
 	}
 	STMT(st, q_run);
 	sqlite3_bind_int64(st, 1, out->id);

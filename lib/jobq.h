@@ -97,8 +97,8 @@ int jobq_acquire(struct db *db, int64_t worker_id, int max_slots, int exclusive,
 struct jobq_gate {
 	const char *seen; /* JSON array of the job ids seen announced */
 	const char *young_since; /* ISO 8601 (UTC, as created_at is written) */
-	/* out, after a 0: the first held job and its created_at (ms since the
-	 * epoch); 0 and -1 when none is held */
+	/* out, after a 0 or a 1: the first held job and its created_at (ms
+	 * since the epoch); 0 and -1 when none is held */
 	int64_t held_id, held_ms;
 };
 /* jobq_acquire through gate (NULL: none, as jobq_acquire). */

@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 import time
+from datetime import datetime
 
 from harness import PIPELINE_SIM, binary, proc_stats, wait_for
 
@@ -27,8 +28,12 @@ def iso_now():
 
 def iso_seconds(iso):
     """A stored or answered time (2026-01-02T03:04:05.678Z) in seconds since the epoch."""
-    from datetime import datetime
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def waited_to_start(j):
+    """Seconds from a job's creation to its start (a job row or an API answer)."""
+    return iso_seconds(j["started_at"]) - iso_seconds(j["created_at"])
 
 
 def have_etlctl():

@@ -6,8 +6,8 @@ import os
 from harness import start_redis, wait_for
 import time
 
-from harness_worker import (RedisSub, enqueue, init_db, iso_seconds, job, redis_publish,
-                            start_worker, wait_status)
+from harness_worker import (RedisSub, enqueue, init_db, job, redis_publish, start_worker,
+                            wait_status, waited_to_start)
 from harness_wsd import Redis
 
 
@@ -187,11 +187,6 @@ def test_once_with_redis_starts_announced_jobs_enqueued_before_it(env):
     assert "started without its pending event" not in r.stderr
 
 
-def waited(env, jid):
-    j = job(env, jid)
-    return iso_seconds(j["started_at"]) - iso_seconds(j["created_at"])
-
-
 def test_not_subscribed_holds_announced_jobs_unless_it_cannot_publish(env):
     """A worker that is not subscribed cannot see a pending event. While its
     publisher can send, its running could still come first: a young
@@ -214,10 +209,10 @@ def test_not_subscribed_holds_announced_jobs_unless_it_cannot_publish(env):
             i = enqueue(env, "amplis", announce=True)
             wait_status(env, i, "completed", timeout=20)
             if held:
-                assert 1.8 <= waited(env, i) < 10, job(env, i)
+                assert 1.8 <= waited_to_start(job(env, i)) < 10, job(env, i)
                 assert f"job={i}: started without its pending event" in w.log()
             else:
-                assert waited(env, i) < 1.5, job(env, i)
+                assert waited_to_start(job(env, i)) < 1.5, job(env, i)
                 assert "started without its pending event" not in w.log()
             w.stop()
     finally:
